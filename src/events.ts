@@ -1,0 +1,140 @@
+import type { ProcessingRequestLike, ProcessingState } from './request.js';
+
+/**
+ * The three phases of a run, in the order they run.
+ *
+ * @example
+ * ```ts
+ * import type { Phase } from 'processing-runner';
+ *
+ * const order: Phase[] = ['prepare', 'execute', 'finalize'];
+ * ```
+ */
+export type Phase = 'prepare' | 'execute' | 'finalize';
+
+/**
+ * A progress update as the processor reports it and as `progress` listeners receive it.
+ *
+ * @example
+ * ```ts
+ * import type { ProgressUpdate } from 'processing-runner';
+ *
+ * const update: ProgressUpdate = { step: 3, total: 30, info: 'denoising' };
+ * ```
+ */
+export interface ProgressUpdate {
+  /** Steps done so far: a finite number from 0 to `total`. */
+  readonly step: number;
+  /** Steps in all: a finite number above 0. */
+  readonly total: number;
+  /** Anything the processor wants listeners to see, such as a message or a preview. */
+  readonly info?: unknown;
+}
+
+/**
+ * What `error` and `cancelled` listeners learn about the run that stopped.
+ *
+ * @typeParam P - The type of the processing payload.
+ *
+ * @example
+ * ```ts
+ * import { ProcessingRunner, type RunFailure } from 'processing-runner';
+ *
+ * const runner = new ProcessingRunner<string, string>({ processor: () => { throw new Error('boom'); } });
+ * runner.on('error', (error: unknown, info: RunFailure<string>) => {
+ *   console.error(`run ${info.runId} failed in ${info.phase}`, error);
+ * });
+ * ```
+ */
+export interface RunFailure<P> {
+  /** The phase that was running, or about to run, when the run stopped. */
+  readonly phase: Phase;
+  /** The id of the run, the same one `start` listeners received. */
+  readonly runId: number;
+  /** The request the run was started with. */
+  readonly request: ProcessingRequestLike<P>;
+  /** The run's state, absent when the run stopped before prepare returned one. */
+  readonly state?: ProcessingState<P>;
+}
+
+/**
+ * What `listenerError` listeners learn about a listener that threw.
+ *
+ * @typeParam P - The type of the processing payload.
+ * @typeParam R - The type of the run's result.
+ *
+ * @example
+ * ```ts
+ * import { ProcessingRunner } from 'processing-runner';
+ *
+ * const runner = new ProcessingRunner({ processor: () => 1 });
+ * runner.on('listenerError', (error, { event }) => console.error(`a ${event} listener threw`, error));
+ * ```
+ */
+export interface ListenerFailure<P, R> {
+  /** The event whose listener threw. */
+  readonly event: RunnerEventName<P, R>;
+}
+
+/**
+ * The one event map every listener signature comes from. Each entry is the tuple of
+ * arguments that event's listeners receive.
+ *
+ * | event | fires | arguments |
+ * |---|---|---|
+ * | `start` | before prepare | `(request, runId)` |
+ * | `prepare` | after prepare returned | `(state)` |
+ * | `progress` | when the processor reports progress | `(state, update)` |
+ * | `execute` | after execute returned | `(state, result)` |
+ * | `finalize` | after finalize returned | `(state, result)` |
+ * | `error` | a phase threw or rejected | `(error, failure)` |
+ * | `cancelled` | the run's signal aborted | `(reason, failure)` |
+ * | `listenerError` | a listener threw | `(error, { event })` |
+ *
+ * @typeParam P - The type of the processing payload.
+ * @typeParam R - The type of the run's result.
+ *
+ * @example
+ * ```ts
+ * import type { RunnerEvents } from 'processing-runner';
+ *
+ * type FinalizeArgs = RunnerEvents<string, number>['finalize']; // [state, result: number]
+ * const names: (keyof RunnerEvents<string, number>)[] = ['start', 'finalize'];
+ * ```
+ */
+export interface RunnerEvents<P, R> {
+  start: [request: ProcessingRequestLike<P>, runId: number];
+  prepare: [state: ProcessingState<P>];
+  progress: [state: ProcessingState<P>, update: ProgressUpdate];
+  execute: [state: ProcessingState<P>, result: R];
+  finalize: [state: ProcessingState<P>, result: R];
+  error: [error: unknown, failure: RunFailure<P>];
+  cancelled: [reason: unknown, failure: RunFailure<P>];
+  listenerError: [error: unknown, failure: ListenerFailure<P, R>];
+}
+
+/**
+ * The name of a runner event.
+ *
+ * @example
+ * ```ts
+ * import type { RunnerEventName } from 'processing-runner';
+ *
+ * const event: RunnerEventName<unknown, unknown> = 'finalize';
+ * ```
+ */
+export type RunnerEventName<P, R> = keyof RunnerEvents<P, R>;
+
+/**
+ * The listener type for one event of the map.
+ *
+ * @example
+ * ```ts
+ * import type { RunnerListener } from 'processing-runner';
+ *
+ * const onFinalize: RunnerListener<string, number, 'finalize'> = (state, result) => {
+ *   console.log(state.runId, result.toFixed(2));
+ * };
+ * ```
+ */
+export type RunnerListener<P, R, E extends RunnerEventName<P, R>> = (...args: RunnerEvents<P, R>[E]) => void;

@@ -1,0 +1,14 @@
+export { ProcessingRunner, type PhaseWrapper, type Processor, type ProcessingRunnerOptions } from './runner.js';
+export { ProcessingRequest, type ProcessingRequestLike, type ProcessingState } from './request.js';
+export type { RunContext } from './context.js';
+export type { RunOptions } from './cancellation.js';
+export type {
+  ListenerFailure,
+  Phase,
+  ProgressUpdate,
+  RunFailure,
+  RunnerEventName,
+  RunnerEvents,
+  RunnerListener,
+} from './events.js';
+export { createDetach, type Detach } from './detach.js';

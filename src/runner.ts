@@ -1,0 +1,521 @@
+import { EventEmitter } from 'eventemitter3';
+
+import { isCancellation, openCancellation, type RunOptions } from './cancellation.js';
+import { RunContextImpl, type ProgressSink, type RunContext } from './context.js';
+import { createDetach, type Detach } from './detach.js';
+import { describeValue } from './describe.js';
+import type { Phase, ProgressUpdate, RunFailure, RunnerEventName, RunnerEvents } from './events.js';
+import { assertRequest, type ProcessingRequestLike, type ProcessingState } from './request.js';
+
+/**
+ * The host's inner processing function, what `process_images_inner` is to
+ * stable-diffusion-webui. Called once per run by the default execute phase.
+ *
+ * @typeParam P - The type of the processing payload.
+ * @typeParam R - The type of the result.
+ *
+ * @example
+ * ```ts
+ * import type { Processor } from 'processing-runner';
+ *
+ * const upperCase: Processor<string, string> = (text, { reportProgress }) => {
+ *   reportProgress({ step: 1, total: 1 });
+ *   return text.toUpperCase();
+ * };
+ * ```
+ */
+export type Processor<P, R> = (processing: P, context: RunContext) => R | PromiseLike<R>;
+
+/**
+ * Options of the `ProcessingRunner` constructor.
+ *
+ * @example
+ * ```ts
+ * import { ProcessingRunner, type ProcessingRunnerOptions } from 'processing-runner';
+ *
+ * const options: ProcessingRunnerOptions<number, number> = { processor: (n) => n * 2 };
+ * const runner = new ProcessingRunner(options);
+ * ```
+ */
+export interface ProcessingRunnerOptions<P, R> {
+  /**
+   * Called by the default execute phase. Optional so that a subclass may override
+   * `execute()` instead; a run with neither fails in its execute phase with a `TypeError`.
+   */
+  readonly processor?: Processor<P, R> | undefined;
+}
+
+/**
+ * Runs code around one phase call, such as entering a tracing context. It must call `next`
+ * once and return what `next` returned (the type parameter makes that hard to get wrong).
+ * What it throws is the phase's error.
+ *
+ * @example
+ * ```ts
+ * import type { PhaseWrapper } from 'processing-runner';
+ *
+ * const timed: PhaseWrapper = (phase, runId, next) => {
+ *   console.time(`${String(runId)} ${phase}`);
+ *   try {
+ *     return next();
+ *   } finally {
+ *     console.timeEnd(`${String(runId)} ${phase}`);
+ *   }
+ * };
+ * ```
+ */
+export type PhaseWrapper = <T>(phase: Phase, runId: number, next: () => T) => T;
+
+/** One listener as eventemitter3 stores it. */
+interface ListenerRecord {
+  readonly fn: (this: unknown, ...args: unknown[]) => void;
+  readonly context: unknown;
+  readonly once: boolean;
+}
+
+/** An immutable copy of one event's listeners, replaced whenever they change. */
+type Listeners = readonly ListenerRecord[];
+
+/** eventemitter3's storage: one record or an array of them per event name. */
+interface EmitterStorage {
+  readonly _events: Record<string, ListenerRecord | ListenerRecord[] | undefined>;
+}
+
+const EVENT_NAMES: readonly RunnerEventName<unknown, unknown>[] = [
+  'start',
+  'prepare',
+  'progress',
+  'execute',
+  'finalize',
+  'error',
+  'cancelled',
+  'listenerError',
+];
+
+let lastRunId = 0;
+
+/**
+ * Takes a processing request through prepare → execute → finalize and emits a typed event
+ * after each phase. It is an eventemitter3 `EventEmitter`, so `on`, `once`, `off`,
+ * `removeListener`, `removeAllListeners`, `listenerCount`, `listeners` and `eventNames`
+ * are eventemitter3's own. A runner has no listeners until the host adds some, and a run
+ * without listeners builds no event payload and calls no listener code.
+ *
+ * Listeners are isolated: one that throws never changes the run, the rest still run, and
+ * the error goes to `listenerError` listeners (or is re-thrown asynchronously when there
+ * are none, so it is never lost). `emit()` itself is eventemitter3's and is not isolated.
+ *
+ * @typeParam P - The type of the processing payload.
+ * @typeParam R - The type of the result.
+ *
+ * @example
+ * ```ts
+ * import { ProcessingRunner, ProcessingRequest } from 'processing-runner';
+ *
+ * const runner = new ProcessingRunner({ processor: (prompt: string) => ({ image: `<${prompt}>` }) });
+ * runner.on('finalize', (state, result) => {
+ *   console.log(`run ${String(state.runId)} made ${result.image}`);
+ * });
+ * const result = await runner.run(new ProcessingRequest('a lighthouse'));
+ * const same = runner.runSync(new ProcessingRequest('a lighthouse'));
+ * ```
+ */
+export class ProcessingRunner<P = unknown, R = unknown> extends EventEmitter<RunnerEvents<P, R>, unknown> {
+  readonly #processor: Processor<P, R> | undefined;
+  readonly #progressSink: ProgressSink<P>;
+  #wrappers: readonly PhaseWrapper[] | undefined;
+
+  // Per-event dispatch state: a field read per event instead of a keyed lookup.
+  #onStart: Listeners | undefined;
+  #onPrepare: Listeners | undefined;
+  #onProgress: Listeners | undefined;
+  #onExecute: Listeners | undefined;
+  #onFinalize: Listeners | undefined;
+  #onError: Listeners | undefined;
+  #onCancelled: Listeners | undefined;
+  #onListenerError: Listeners | undefined;
+
+  /**
+   * @param options - `processor`, the function the default execute phase calls.
+   * @throws TypeError when `options` is not an object or `processor` is not a function.
+   */
+  constructor(options: ProcessingRunnerOptions<P, R> = {}) {
+    super();
+    if (typeof options !== 'object' || (options as unknown) === null) {
+      throw new TypeError(`Expected \`options\` to be an object like { processor }, got ${describeValue(options)}`);
+    }
+    const { processor } = options;
+    if (processor !== undefined && typeof processor !== 'function') {
+      throw new TypeError(`Expected \`processor\` to be a function, got ${describeValue(processor)}`);
+    }
+    this.#processor = processor;
+    this.#progressSink = (state, update) => {
+      const listeners = this.#onProgress;
+      if (listeners !== undefined) this.#dispatch(listeners, 'progress', state, copyProgress(update));
+    };
+  }
+
+  /**
+   * The prepare phase: validates the request and returns a new state. Never mutates the
+   * request. Override it to normalise requests; the state it returns must carry `runId`.
+   *
+   * @throws TypeError when `request` is not an object with a `processing` property.
+   */
+  prepare(request: ProcessingRequestLike<P>, runId: number): ProcessingState<P> | PromiseLike<ProcessingState<P>> {
+    assertRequest(request);
+    return { runId, request, processing: request.processing };
+  }
+
+  /**
+   * The execute phase: calls the `processor` option once with the payload and the context.
+   *
+   * @throws TypeError when the runner has no processor and `execute` was not overridden.
+   */
+  execute(state: ProcessingState<P>, context: RunContext): R | PromiseLike<R> {
+    const processor = this.#processor;
+    if (processor === undefined) {
+      throw new TypeError('Expected a `processor` option or an overridden `execute()`, got neither');
+    }
+    return processor(state.processing, context);
+  }
+
+  /** The finalize phase: returns the result unchanged. Override it to post-process. */
+  finalize(_state: ProcessingState<P>, result: R): R | PromiseLike<R> {
+    return result;
+  }
+
+  /**
+   * Runs one request through the three phases. Awaits only what is a thenable, so a run of
+   * synchronous phases settles in the same microtask turn as a plain async function would.
+   *
+   * Cancellation: when `options.signal` aborts or `options.timeoutMs` passes, the run is
+   * checked before each phase, the processor sees it on `context.signal`, and the run rejects
+   * with the signal's reason and emits `cancelled` (not `error`). A signal already aborted
+   * rejects at once, before `start`.
+   *
+   * @param request - An object with a `processing` property, such as a `ProcessingRequest`.
+   * @param options - `signal` and `timeoutMs`, either or both.
+   * @returns The result of the finalize phase.
+   * @throws TypeError (as a rejection) for a bad request or bad options, before any event.
+   */
+  async run(request: ProcessingRequestLike<P>, options?: RunOptions): Promise<R> {
+    assertRequest(request);
+    const cancellation = options === undefined ? undefined : openCancellation(options);
+    const signal = cancellation?.signal;
+    if (signal?.aborted === true) throw signal.reason;
+
+    const runId = ++lastRunId;
+    if (this.#onStart !== undefined) this.#dispatch(this.#onStart, 'start', request, runId);
+    let phase: Phase = 'prepare';
+    let state: ProcessingState<P> | undefined;
+    let context: RunContextImpl<P> | undefined;
+    try {
+      throwIfAborted(signal);
+      const prepared = this.#wrappers === undefined ? this.prepare(request, runId) : this.#wrapPrepare(request, runId);
+      state = this.#prepared(isThenable(prepared) ? await prepared : prepared, runId);
+
+      phase = 'execute';
+      throwIfAborted(signal);
+      context = new RunContextImpl(state, this.#progressSink, signal);
+      const executed = this.#wrappers === undefined ? this.execute(state, context) : this.#wrapExecute(state, context);
+      const result = isThenable(executed) ? await executed : executed;
+      if (this.#onExecute !== undefined) this.#dispatch(this.#onExecute, 'execute', state, result);
+
+      phase = 'finalize';
+      throwIfAborted(signal);
+      const returned = this.#wrappers === undefined ? this.finalize(state, result) : this.#wrapFinalize(state, result);
+      const finalized = isThenable(returned) ? await returned : returned;
+      if (this.#onFinalize !== undefined) this.#dispatch(this.#onFinalize, 'finalize', state, finalized);
+      return finalized;
+    } catch (error) {
+      throw this.#failed(error, phase, runId, request, state, signal);
+    } finally {
+      context?.settle();
+      cancellation?.dispose();
+    }
+  }
+
+  /**
+   * Runs one request through synchronous phases and returns the result. It takes no signal:
+   * nothing can abort while synchronous code runs, so there would be nothing to watch.
+   *
+   * @param request - An object with a `processing` property, such as a `ProcessingRequest`.
+   * @returns The result of the finalize phase.
+   * @throws TypeError for a bad request (before any event), or when a phase returns a
+   * thenable (the run fails in that phase; use `run()`).
+   */
+  runSync(request: ProcessingRequestLike<P>): R {
+    assertRequest(request);
+    const runId = ++lastRunId;
+    if (this.#onStart !== undefined) this.#dispatch(this.#onStart, 'start', request, runId);
+    let phase: Phase = 'prepare';
+    let state: ProcessingState<P> | undefined;
+    let context: RunContextImpl<P> | undefined;
+    try {
+      const prepared = this.#wrappers === undefined ? this.prepare(request, runId) : this.#wrapPrepare(request, runId);
+      state = this.#prepared(notThenable(prepared, phase), runId);
+
+      phase = 'execute';
+      context = new RunContextImpl(state, this.#progressSink, undefined);
+      const result = notThenable(this.#wrappers === undefined ? this.execute(state, context) : this.#wrapExecute(state, context), phase);
+      if (this.#onExecute !== undefined) this.#dispatch(this.#onExecute, 'execute', state, result);
+
+      phase = 'finalize';
+      const finalized = notThenable(this.#wrappers === undefined ? this.finalize(state, result) : this.#wrapFinalize(state, result), phase);
+      if (this.#onFinalize !== undefined) this.#dispatch(this.#onFinalize, 'finalize', state, finalized);
+      return finalized;
+    } catch (error) {
+      throw this.#failed(error, phase, runId, request, state, undefined);
+    } finally {
+      context?.settle();
+    }
+  }
+
+  /**
+   * Runs `wrapper` around every phase call of every later run, for instrumentation that must
+   * run a phase inside something (a tracing context, an `AsyncLocalStorage` store). Wrappers
+   * run outermost first, in the order they were added. Costs nothing while none is added.
+   *
+   * @returns A handle that removes the wrapper.
+   * @throws TypeError when `wrapper` is not a function.
+   *
+   * @example
+   * ```ts
+   * import { AsyncLocalStorage } from 'node:async_hooks';
+   * import { ProcessingRunner, ProcessingRequest } from 'processing-runner';
+   *
+   * const currentRun = new AsyncLocalStorage<number>();
+   * const runner = new ProcessingRunner({ processor: () => currentRun.getStore() });
+   * const detach = runner.wrapPhases((phase, runId, next) => currentRun.run(runId, next));
+   * console.log(runner.runSync(new ProcessingRequest(null))); // the run's id
+   * detach();
+   * ```
+   */
+  wrapPhases(wrapper: PhaseWrapper): Detach {
+    if (typeof wrapper !== 'function') {
+      throw new TypeError(`Expected \`wrapper\` to be a function, got ${describeValue(wrapper)}`);
+    }
+    this.#wrappers = [...(this.#wrappers ?? []), wrapper];
+    return createDetach(() => {
+      const rest = (this.#wrappers ?? []).filter((added) => added !== wrapper);
+      this.#wrappers = rest.length === 0 ? undefined : rest;
+    });
+  }
+
+  override on<T extends RunnerEventName<P, R>>(event: T, fn: EventEmitter.EventListener<RunnerEvents<P, R>, T>, context?: unknown): this {
+    super.on(event, fn, context);
+    this.#refresh(event);
+    return this;
+  }
+
+  override addListener<T extends RunnerEventName<P, R>>(
+    event: T,
+    fn: EventEmitter.EventListener<RunnerEvents<P, R>, T>,
+    context?: unknown,
+  ): this {
+    super.addListener(event, fn, context);
+    this.#refresh(event);
+    return this;
+  }
+
+  override once<T extends RunnerEventName<P, R>>(event: T, fn: EventEmitter.EventListener<RunnerEvents<P, R>, T>, context?: unknown): this {
+    super.once(event, fn, context);
+    this.#refresh(event);
+    return this;
+  }
+
+  override removeListener<T extends RunnerEventName<P, R>>(
+    event: T,
+    fn?: EventEmitter.EventListener<RunnerEvents<P, R>, T>,
+    context?: unknown,
+    once?: boolean,
+  ): this {
+    super.removeListener(event, fn, context, once);
+    this.#refresh(event);
+    return this;
+  }
+
+  override off<T extends RunnerEventName<P, R>>(
+    event: T,
+    fn?: EventEmitter.EventListener<RunnerEvents<P, R>, T>,
+    context?: unknown,
+    once?: boolean,
+  ): this {
+    super.off(event, fn, context, once);
+    this.#refresh(event);
+    return this;
+  }
+
+  override removeAllListeners(event?: RunnerEventName<P, R>): this {
+    super.removeAllListeners(event);
+    if (event === undefined) {
+      for (const name of EVENT_NAMES) this.#refresh(name);
+    } else {
+      this.#refresh(event);
+    }
+    return this;
+  }
+
+  /** Takes a fresh copy of one event's listeners from eventemitter3's storage. */
+  #refresh(event: RunnerEventName<P, R>): void {
+    const key = typeof EventEmitter.prefixed === 'string' ? EventEmitter.prefixed + event : event;
+    const stored = (this as unknown as EmitterStorage)._events[key];
+    const listeners = stored === undefined ? undefined : Object.freeze(Array.isArray(stored) ? [...stored] : [stored]);
+    switch (event) {
+      case 'start':
+        this.#onStart = listeners;
+        break;
+      case 'prepare':
+        this.#onPrepare = listeners;
+        break;
+      case 'progress':
+        this.#onProgress = listeners;
+        break;
+      case 'execute':
+        this.#onExecute = listeners;
+        break;
+      case 'finalize':
+        this.#onFinalize = listeners;
+        break;
+      case 'error':
+        this.#onError = listeners;
+        break;
+      case 'cancelled':
+        this.#onCancelled = listeners;
+        break;
+      case 'listenerError':
+        this.#onListenerError = listeners;
+        break;
+    }
+  }
+
+  /**
+   * Calls each listener of the copy taken before the emit began, as eventemitter3 does (one
+   * added during the emit waits for the next; one removed still hears this one), but keeps
+   * going when a listener throws.
+   */
+  #dispatch(listeners: Listeners, event: RunnerEventName<P, R>, a: unknown, b: unknown): void {
+    for (const listener of listeners) {
+      if (listener.once) this.removeListener(event, listener.fn, undefined, true);
+      try {
+        listener.fn.call(listener.context, a, b);
+      } catch (error) {
+        this.#listenerFailed(error, event);
+      }
+    }
+  }
+
+  /** The one-argument form of `#dispatch`, so listeners see exactly the documented arguments. */
+  #dispatch1(listeners: Listeners, event: RunnerEventName<P, R>, a: unknown): void {
+    for (const listener of listeners) {
+      if (listener.once) this.removeListener(event, listener.fn, undefined, true);
+      try {
+        listener.fn.call(listener.context, a);
+      } catch (error) {
+        this.#listenerFailed(error, event);
+      }
+    }
+  }
+
+  #listenerFailed(error: unknown, event: RunnerEventName<P, R>): void {
+    const listeners = this.#onListenerError;
+    if (listeners === undefined || event === 'listenerError') {
+      rethrowAsync(error);
+      return;
+    }
+    for (const listener of listeners) {
+      if (listener.once) this.removeListener('listenerError', listener.fn, undefined, true);
+      try {
+        listener.fn.call(listener.context, error, { event });
+      } catch (failure) {
+        // Not back into listenerError: that could go round for ever.
+        rethrowAsync(failure);
+      }
+    }
+  }
+
+  /** Checks what prepare returned and emits `prepare`. */
+  #prepared(state: ProcessingState<P>, runId: number): ProcessingState<P> {
+    if (typeof state !== 'object' || (state as unknown) === null || state.runId !== runId) {
+      throw new TypeError(`Expected prepare() to return a state with runId ${String(runId)}, got ${describeValue(state)}`);
+    }
+    if (this.#onPrepare !== undefined) this.#dispatch1(this.#onPrepare, 'prepare', state);
+    return state;
+  }
+
+  /** Emits `cancelled` or `error` for a run that stopped, and returns what the run throws. */
+  #failed(
+    error: unknown,
+    phase: Phase,
+    runId: number,
+    request: ProcessingRequestLike<P>,
+    state: ProcessingState<P> | undefined,
+    signal: AbortSignal | undefined,
+  ): unknown {
+    const cancelled = isCancellation(error, signal);
+    const listeners = cancelled ? this.#onCancelled : this.#onError;
+    const thrown: unknown = cancelled ? signal?.reason : error;
+    if (listeners !== undefined) {
+      const failure: RunFailure<P> = state === undefined ? { phase, runId, request } : { phase, runId, request, state };
+      this.#dispatch(listeners, cancelled ? 'cancelled' : 'error', thrown, failure);
+    }
+    return thrown;
+  }
+
+  #wrapPrepare(request: ProcessingRequestLike<P>, runId: number): ProcessingState<P> | PromiseLike<ProcessingState<P>> {
+    return this.#wrapped('prepare', runId, () => this.prepare(request, runId));
+  }
+
+  #wrapExecute(state: ProcessingState<P>, context: RunContext): R | PromiseLike<R> {
+    return this.#wrapped('execute', state.runId, () => this.execute(state, context));
+  }
+
+  #wrapFinalize(state: ProcessingState<P>, result: R): R | PromiseLike<R> {
+    return this.#wrapped('finalize', state.runId, () => this.finalize(state, result));
+  }
+
+  #wrapped<T>(phase: Phase, runId: number, call: () => T): T {
+    let next = call;
+    const wrappers = this.#wrappers ?? [];
+    for (let index = wrappers.length - 1; index >= 0; index--) {
+      const wrapper = wrappers[index];
+      if (wrapper === undefined) continue;
+      const inner = next;
+      next = () => wrapper(phase, runId, inner);
+    }
+    return next();
+  }
+}
+
+/** Checked before each phase: the signal may abort at any time, even from a listener. */
+function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted === true) throw signal.reason;
+}
+
+function isThenable<T>(value: T | PromiseLike<T>): value is PromiseLike<T> {
+  return (
+    value !== null &&
+    (typeof value === 'object' || typeof value === 'function') &&
+    typeof (value as { then?: unknown }).then === 'function'
+  );
+}
+
+/** `runSync`'s guard: a phase that returned a thenable fails the run with a pointer to `run()`. */
+function notThenable<T>(value: T | PromiseLike<T>, phase: Phase): T {
+  if (isThenable(value)) {
+    throw new TypeError(`Expected ${phase}() to return synchronously in runSync(), got a thenable; use run() for asynchronous phases`);
+  }
+  return value;
+}
+
+function copyProgress(update: ProgressUpdate): ProgressUpdate {
+  const { step, total, info } = update;
+  return info === undefined ? { step, total } : { step, total, info };
+}
+
+/** Reports an error that must not change the run, as `node:diagnostics_channel` does. */
+function rethrowAsync(error: unknown): void {
+  process.nextTick(() => {
+    throw error;
+  });
+}
