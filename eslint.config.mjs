@@ -16,6 +16,10 @@ export default tseslint.config(
         tsconfigRootDir: import.meta.dirname,
       },
     },
+    rules: {
+      // `using _handle = attach(...)` and `_unused` parameters are deliberate.
+      '@typescript-eslint/no-unused-vars': ['error', { varsIgnorePattern: '^_', argsIgnorePattern: '^_' }],
+    },
   },
   {
     files: ['**/*.js', '**/*.mjs', '**/*.cjs'],

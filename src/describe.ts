@@ -19,9 +19,10 @@ export function describeValue(value: unknown): string {
     case 'function':
       return `a function${value.name === '' ? '' : ` \`${value.name}\``}`;
     default: {
-      const proto: unknown = Object.getPrototypeOf(value);
-      const name = proto === null ? 'null-prototype object' : (value.constructor as { name?: unknown } | undefined)?.name;
-      return typeof name === 'string' && name !== 'Object' ? `an instance of \`${name}\`` : 'an object';
+      if (Array.isArray(value)) return 'an array';
+      if (Object.getPrototypeOf(value) === null) return 'an object with a null prototype';
+      const name = (value.constructor as { name?: unknown } | undefined)?.name;
+      return typeof name === 'string' && name !== 'Object' && name !== '' ? `an instance of \`${name}\`` : 'an object';
     }
   }
 }

@@ -123,6 +123,8 @@ let lastRunId = 0;
 export class ProcessingRunner<P = unknown, R = unknown> extends EventEmitter<RunnerEvents<P, R>, unknown> {
   readonly #processor: Processor<P, R> | undefined;
   readonly #progressSink: ProgressSink<P>;
+  #wrapperList: readonly PhaseWrapper[] = [];
+  /** `#wrapperList`, or `undefined` when it is empty: the one check a run makes per phase. */
   #wrappers: readonly PhaseWrapper[] | undefined;
 
   // Per-event dispatch state: a field read per event instead of a keyed lookup.
@@ -295,11 +297,15 @@ export class ProcessingRunner<P = unknown, R = unknown> extends EventEmitter<Run
     if (typeof wrapper !== 'function') {
       throw new TypeError(`Expected \`wrapper\` to be a function, got ${describeValue(wrapper)}`);
     }
-    this.#wrappers = [...(this.#wrappers ?? []), wrapper];
+    this.#setWrappers([...this.#wrapperList, wrapper]);
     return createDetach(() => {
-      const rest = (this.#wrappers ?? []).filter((added) => added !== wrapper);
-      this.#wrappers = rest.length === 0 ? undefined : rest;
+      this.#setWrappers(this.#wrapperList.filter((added) => added !== wrapper));
     });
+  }
+
+  #setWrappers(wrappers: readonly PhaseWrapper[]): void {
+    this.#wrapperList = wrappers;
+    this.#wrappers = wrappers.length === 0 ? undefined : wrappers;
   }
 
   override on<T extends RunnerEventName<P, R>>(event: T, fn: EventEmitter.EventListener<RunnerEvents<P, R>, T>, context?: unknown): this {
@@ -358,8 +364,8 @@ export class ProcessingRunner<P = unknown, R = unknown> extends EventEmitter<Run
 
   /** Takes a fresh copy of one event's listeners from eventemitter3's storage. */
   #refresh(event: RunnerEventName<P, R>): void {
-    const key = typeof EventEmitter.prefixed === 'string' ? EventEmitter.prefixed + event : event;
-    const stored = (this as unknown as EmitterStorage)._events[key];
+    // eventemitter3 prefixes its keys only on engines without Object.create; a test pins that.
+    const stored = (this as unknown as EmitterStorage)._events[event];
     const listeners = stored === undefined ? undefined : Object.freeze(Array.isArray(stored) ? [...stored] : [stored]);
     switch (event) {
       case 'start':
@@ -419,7 +425,7 @@ export class ProcessingRunner<P = unknown, R = unknown> extends EventEmitter<Run
 
   #listenerFailed(error: unknown, event: RunnerEventName<P, R>): void {
     const listeners = this.#onListenerError;
-    if (listeners === undefined || event === 'listenerError') {
+    if (listeners === undefined) {
       rethrowAsync(error);
       return;
     }
@@ -475,15 +481,8 @@ export class ProcessingRunner<P = unknown, R = unknown> extends EventEmitter<Run
   }
 
   #wrapped<T>(phase: Phase, runId: number, call: () => T): T {
-    let next = call;
-    const wrappers = this.#wrappers ?? [];
-    for (let index = wrappers.length - 1; index >= 0; index--) {
-      const wrapper = wrappers[index];
-      if (wrapper === undefined) continue;
-      const inner = next;
-      next = () => wrapper(phase, runId, inner);
-    }
-    return next();
+    const outermost = this.#wrapperList.reduceRight<() => T>((next, wrapper) => () => wrapper(phase, runId, next), call);
+    return outermost();
   }
 }
 
