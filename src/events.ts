@@ -103,13 +103,21 @@ export interface ListenerFailure<P, R> {
  * ```
  */
 export interface RunnerEvents<P, R> {
+  /** A run began; fires before prepare, with the request and the run's id. */
   start: [request: ProcessingRequestLike<P>, runId: number];
+  /** The prepare phase returned the run's state. */
   prepare: [state: ProcessingState<P>];
+  /** The processor reported progress (a copy of its update). */
   progress: [state: ProcessingState<P>, update: ProgressUpdate];
+  /** The execute phase returned the processor's result. */
   execute: [state: ProcessingState<P>, result: R];
+  /** The finalize phase returned the run's final result. */
   finalize: [state: ProcessingState<P>, result: R];
+  /** A phase threw or rejected; the run rejects with the same error. Not fired on cancellation. */
   error: [error: unknown, failure: RunFailure<P>];
+  /** The run's signal aborted; the run rejects with the same reason. */
   cancelled: [reason: unknown, failure: RunFailure<P>];
+  /** A listener of another event threw; the run went on unchanged. */
   listenerError: [error: unknown, failure: ListenerFailure<P, R>];
 }
 

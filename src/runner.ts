@@ -308,12 +308,14 @@ export class ProcessingRunner<P = unknown, R = unknown> extends EventEmitter<Run
     this.#wrappers = wrappers.length === 0 ? undefined : wrappers;
   }
 
+  /** Adds a listener (eventemitter3's `on`) and refreshes that event's dispatch copy. */
   override on<T extends RunnerEventName<P, R>>(event: T, fn: EventEmitter.EventListener<RunnerEvents<P, R>, T>, context?: unknown): this {
     super.on(event, fn, context);
     this.#refresh(event);
     return this;
   }
 
+  /** Adds a listener; the same as {@link ProcessingRunner.on}. */
   override addListener<T extends RunnerEventName<P, R>>(
     event: T,
     fn: EventEmitter.EventListener<RunnerEvents<P, R>, T>,
@@ -324,12 +326,14 @@ export class ProcessingRunner<P = unknown, R = unknown> extends EventEmitter<Run
     return this;
   }
 
+  /** Adds a listener that is removed just before its first call (eventemitter3's `once`). */
   override once<T extends RunnerEventName<P, R>>(event: T, fn: EventEmitter.EventListener<RunnerEvents<P, R>, T>, context?: unknown): this {
     super.once(event, fn, context);
     this.#refresh(event);
     return this;
   }
 
+  /** Removes matching listeners (eventemitter3's `removeListener`) and refreshes that event's dispatch copy. */
   override removeListener<T extends RunnerEventName<P, R>>(
     event: T,
     fn?: EventEmitter.EventListener<RunnerEvents<P, R>, T>,
@@ -341,6 +345,7 @@ export class ProcessingRunner<P = unknown, R = unknown> extends EventEmitter<Run
     return this;
   }
 
+  /** Removes matching listeners; the same as {@link ProcessingRunner.removeListener}. */
   override off<T extends RunnerEventName<P, R>>(
     event: T,
     fn?: EventEmitter.EventListener<RunnerEvents<P, R>, T>,
@@ -352,6 +357,7 @@ export class ProcessingRunner<P = unknown, R = unknown> extends EventEmitter<Run
     return this;
   }
 
+  /** Removes every listener of `event`, or of every event when it is omitted. */
   override removeAllListeners(event?: RunnerEventName<P, R>): this {
     super.removeAllListeners(event);
     if (event === undefined) {
