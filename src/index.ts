@@ -12,3 +12,11 @@ export type {
   RunnerListener,
 } from './events.js';
 export { createDetach, type Detach } from './detach.js';
+export {
+  attachProgress,
+  PROGRESS_PHASE_WEIGHTS,
+  type ProgressOptions,
+  type ProgressTracker,
+  type RunProgress,
+  type RunStatus,
+} from './instrumentation/progress.js';
