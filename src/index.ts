@@ -20,3 +20,10 @@ export {
   type RunProgress,
   type RunStatus,
 } from './instrumentation/progress.js';
+export {
+  attachMetrics,
+  type DurationSummary,
+  type MetricsOptions,
+  type MetricsRecorder,
+  type MetricsSnapshot,
+} from './instrumentation/metrics.js';
