@@ -27,3 +27,4 @@ export {
   type MetricsRecorder,
   type MetricsSnapshot,
 } from './instrumentation/metrics.js';
+export { recordEvents, type EventRecorder, type RecordedEvent } from './instrumentation/recorder.js';
