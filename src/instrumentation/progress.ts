@@ -195,7 +195,7 @@ export function attachProgress<P, R>(runner: ProcessingRunner<P, R>, options: Pr
   if (typeof keepFinished !== 'number' || !Number.isSafeInteger(keepFinished) || keepFinished < 0) {
     throw new TypeError(`Expected \`keepFinished\` to be a whole number from 0 up, got ${describeValue(keepFinished)}`);
   }
-  if (typeof throttleMs !== 'number' || !(throttleMs >= 0 && throttleMs < Infinity)) {
+  if (typeof throttleMs !== 'number' || !Number.isFinite(throttleMs) || throttleMs < 0) {
     throw new TypeError(`Expected \`throttleMs\` to be a finite number from 0 up, got ${describeValue(throttleMs)}`);
   }
   assertOptionalFunction(onUpdate, 'onUpdate');
@@ -248,7 +248,16 @@ export function attachProgress<P, R>(runner: ProcessingRunner<P, R>, options: Pr
   const detach = listenTo(runner, {
     start: (_request, runId) => {
       const startedAt = now();
-      const progress: RunProgress = Object.freeze({ runId, status: 'running', phase: 'prepare', step: 0, total: 0, fraction: 0, etaSeconds: null, startedAt });
+      const progress: RunProgress = Object.freeze({
+        runId,
+        status: 'running',
+        phase: 'prepare',
+        step: 0,
+        total: 0,
+        fraction: 0,
+        etaSeconds: null,
+        startedAt,
+      });
       active.set(runId, { progress, notifiedAt: startedAt });
       onUpdate?.(progress);
     },
