@@ -88,6 +88,20 @@ describe('attachProgress()', () => {
     expect(updates[3]).toMatchObject({ step: 1, total: 4, fraction: 0.05 + 0.9 * 0.75 });
   });
 
+  test('attachProgress() - ends the execute share at exactly 0.95 on the last step', () => {
+    attachProgress(runner, { onUpdate: record });
+    runner.runSync(
+      request({
+        execute: ({ reportProgress }) => {
+          reportProgress({ step: 3, total: 3 });
+          return 'ok';
+        },
+      }),
+    );
+
+    expect(updates.map((progress) => progress.fraction)).toEqual([0, 0.05, 0.95, 0.95, 1]);
+  });
+
   test('attachProgress() - marks a run that failed, in the phase it failed in', async () => {
     const tracker = attachProgress(runner, { now: clock.now, onUpdate: record });
     const boom = new Error('boom');

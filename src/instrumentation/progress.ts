@@ -265,7 +265,9 @@ export function attachProgress<P, R>(runner: ProcessingRunner<P, R>, options: Pr
       update(state.runId, { phase: 'execute', fraction: EXECUTE_STARTS_AT });
     },
     progress: (state: ProcessingState<P>, { step, total, info }: ProgressUpdate) => {
-      const change: ProgressChange = { step, total, fraction: EXECUTE_STARTS_AT + PROGRESS_PHASE_WEIGHTS.execute * (step / total) };
+      // Clamped so that rounding cannot carry the last step past execute's share (0.9500000000000001).
+      const fraction = Math.min(FINALIZE_STARTS_AT, EXECUTE_STARTS_AT + PROGRESS_PHASE_WEIGHTS.execute * (step / total));
+      const change: ProgressChange = { step, total, fraction };
       update(state.runId, info === undefined ? change : { ...change, info });
     },
     execute: (state: ProcessingState<P>) => {
