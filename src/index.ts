@@ -12,3 +12,19 @@ export type {
   RunnerListener,
 } from './events.js';
 export { createDetach, type Detach } from './detach.js';
+export {
+  attachProgress,
+  PROGRESS_PHASE_WEIGHTS,
+  type ProgressOptions,
+  type ProgressTracker,
+  type RunProgress,
+  type RunStatus,
+} from './instrumentation/progress.js';
+export {
+  attachMetrics,
+  type DurationSummary,
+  type MetricsOptions,
+  type MetricsRecorder,
+  type MetricsSnapshot,
+} from './instrumentation/metrics.js';
+export { recordEvents, type EventRecorder, type RecordedEvent } from './instrumentation/recorder.js';

@@ -1,0 +1,128 @@
+import type { Detach } from '../detach.js';
+import { describeValue } from '../describe.js';
+import type { RunnerEventName, RunnerEvents } from '../events.js';
+import type { ProcessingRunner } from '../runner.js';
+import { assertRunner, listenTo, type ListenerSet } from './attach.js';
+
+/**
+ * One event as `recordEvents()` saw it: its name and the arguments its listeners received.
+ * A union over the event map, so checking `event` narrows `args`.
+ *
+ * @typeParam P - The type of the processing payload.
+ * @typeParam R - The type of the run's result.
+ *
+ * @example
+ * ```ts
+ * import type { RecordedEvent } from 'processing-runner';
+ *
+ * const describe = (recorded: RecordedEvent<string, number>): string =>
+ *   recorded.event === 'finalize' ? `finalized with ${recorded.args[1].toFixed(1)}` : recorded.event;
+ * ```
+ */
+export type RecordedEvent<P, R> = {
+  [E in RunnerEventName<P, R>]: { readonly event: E; readonly args: RunnerEvents<P, R>[E] };
+}[RunnerEventName<P, R>];
+
+/**
+ * What `recordEvents()` returns: call it (or let `using` dispose of it) to stop recording.
+ *
+ * @typeParam P - The type of the processing payload.
+ * @typeParam R - The type of the run's result.
+ *
+ * @example
+ * ```ts
+ * import { ProcessingRunner, ProcessingRequest, recordEvents } from 'processing-runner';
+ *
+ * const runner = new ProcessingRunner({ processor: (n: number) => n * 2 });
+ * using recorder = recordEvents(runner);
+ * runner.runSync(new ProcessingRequest(21));
+ * console.log(recorder.names()); // ['start', 'prepare', 'execute', 'finalize']
+ * ```
+ */
+export interface EventRecorder<P, R> extends Detach {
+  /**
+   * Every recorded event, in the order it fired. A live array: later events are appended to
+   * it and `clear()` empties it, so copy it to keep a moment's view. The arguments are the
+   * very objects the listeners received, not copies.
+   */
+  readonly events: readonly RecordedEvent<P, R>[];
+  /** The names of the recorded events, in order. */
+  names(): RunnerEventName<P, R>[];
+  /** Forgets what was recorded; recording goes on. */
+  clear(): void;
+}
+
+/** Every event name, checked against the map by the compiler so a new event cannot be missed. */
+const EVERY_EVENT: Readonly<Record<RunnerEventName<unknown, unknown>, true>> = {
+  start: true,
+  prepare: true,
+  progress: true,
+  execute: true,
+  finalize: true,
+  error: true,
+  cancelled: true,
+  listenerError: true,
+};
+
+/**
+ * Records the events of `runner` in the order they fire, each with the arguments its
+ * listeners received: for tests of code that drives or listens to a runner. It only adds
+ * listeners, so it works beside `jest.fn()` spies and other listeners.
+ *
+ * Recording `listenerError` (as the default does) makes the recorder a `listenerError`
+ * listener, and a runner with one no longer re-throws listener errors asynchronously; pass
+ * the events you want to leave that as it was.
+ *
+ * @param runner - The runner to record.
+ * @param events - The events to record (a name given twice is recorded once); every event by default.
+ * @returns The recorder, which is also the detach handle.
+ * @throws TypeError when `runner` is not a runner or `events` is not an array of event names.
+ *
+ * @example
+ * ```ts
+ * import { ProcessingRunner, ProcessingRequest, recordEvents } from 'processing-runner';
+ *
+ * const runner = new ProcessingRunner({ processor: (text: string) => text.toUpperCase() });
+ * const recorder = recordEvents(runner, ['start', 'finalize']);
+ * runner.runSync(new ProcessingRequest('hi'));
+ * const last = recorder.events.at(-1);
+ * if (last?.event === 'finalize') console.log(last.args[1]); // 'HI'
+ * recorder();
+ * ```
+ */
+export function recordEvents<P, R>(
+  runner: ProcessingRunner<P, R>,
+  events: readonly RunnerEventName<P, R>[] = Object.keys(EVERY_EVENT) as RunnerEventName<P, R>[],
+): EventRecorder<P, R> {
+  assertRunner(runner);
+  assertEventNames(events);
+
+  const recorded: RecordedEvent<P, R>[] = [];
+  const listeners: Partial<Record<RunnerEventName<P, R>, (...args: unknown[]) => void>> = {};
+  for (const event of events) {
+    listeners[event] = (...args: unknown[]) => {
+      recorded.push({ event, args } as RecordedEvent<P, R>);
+    };
+  }
+  const detach = listenTo(runner, listeners as ListenerSet<P, R>);
+
+  return Object.assign(detach, {
+    events: recorded,
+    names: (): RunnerEventName<P, R>[] => recorded.map((entry) => entry.event),
+    clear: (): void => {
+      // Emptied in place: `events` is the same array for the recorder's whole life.
+      recorded.length = 0;
+    },
+  });
+}
+
+function assertEventNames(events: unknown): void {
+  if (!Array.isArray(events)) {
+    throw new TypeError(`Expected \`events\` to be an array of event names, got ${describeValue(events)}`);
+  }
+  for (const event of events as unknown[]) {
+    if (typeof event !== 'string' || !Object.hasOwn(EVERY_EVENT, event)) {
+      throw new TypeError(`Expected \`events\` to hold only runner event names (${Object.keys(EVERY_EVENT).join(', ')}), got ${describeValue(event)}`);
+    }
+  }
+}
