@@ -26,5 +26,7 @@ export {
   type MetricsOptions,
   type MetricsRecorder,
   type MetricsSnapshot,
+  type PhaseDurations,
+  type RunCounts,
 } from './instrumentation/metrics.js';
-export { recordEvents, type EventRecorder, type RecordedEvent } from './instrumentation/recorder.js';
+export { recordEvents, type EventRecorder, type RecordedEvent, type RecordedEventOf } from './instrumentation/recorder.js';

@@ -114,6 +114,13 @@ describe('recordEvents()', () => {
     expect(results).toEqual([undefined, undefined, 'B', 'A']);
   });
 
+  test('recordEvents() - does not record listenerError by default, so listener errors still surface', () => {
+    const recorder = recordEvents(runner);
+    expect(runner.eventNames()).not.toContain('listenerError');
+    expect(runner.eventNames()).toEqual(expect.arrayContaining(['start', 'prepare', 'progress', 'execute', 'finalize', 'error', 'cancelled']));
+    recorder();
+  });
+
   test('recordEvents() - records listenerError when another listener throws', () => {
     const recorder = recordEvents(runner, ['listenerError']);
     const bug = new Error('bug');
@@ -143,7 +150,7 @@ describe('recordEvents()', () => {
     const before = runner.eventNames();
 
     const recorder = recordEvents(runner);
-    expect(runner.eventNames()).toHaveLength(8);
+    expect(runner.eventNames()).toHaveLength(7);
     recorder();
     recorder();
     runner.runSync(request());

@@ -18,12 +18,59 @@ import { assertOptionalFunction, assertOptions, assertRunner, listenTo } from '.
  * ```
  */
 export interface DurationSummary {
+  /** Samples since attaching (or the last `reset()`). */
   readonly count: number;
+  /** Their sum, in milliseconds. */
   readonly sum: number;
+  /** The shortest, in milliseconds; `null` before the first sample. */
   readonly min: number | null;
+  /** The longest, in milliseconds; `null` before the first sample. */
   readonly max: number | null;
+  /** The median of the last `window` samples (nearest rank), in milliseconds; `null` before the first. */
   readonly p50: number | null;
+  /** The 95th percentile of the last `window` samples (nearest rank), in milliseconds; `null` before the first. */
   readonly p95: number | null;
+}
+
+/**
+ * How many runs reached each ending, in `MetricsSnapshot.runs`.
+ *
+ * @example
+ * ```ts
+ * import type { RunCounts } from 'processing-runner';
+ *
+ * const inFlight = (runs: RunCounts): number => runs.started - runs.succeeded - runs.failed - runs.cancelled;
+ * ```
+ */
+export interface RunCounts {
+  /** Runs that fired `start`. */
+  readonly started: number;
+  /** Runs that fired `finalize`. */
+  readonly succeeded: number;
+  /** Runs that fired `error`. */
+  readonly failed: number;
+  /** Runs that fired `cancelled`. */
+  readonly cancelled: number;
+}
+
+/**
+ * Durations of completed phases, in `MetricsSnapshot.phases`.
+ *
+ * @example
+ * ```ts
+ * import type { PhaseDurations } from 'processing-runner';
+ *
+ * const slowest = (phases: PhaseDurations): string =>
+ *   (['prepare', 'execute', 'finalize'] as const).reduce((a, b) => ((phases[a].max ?? 0) >= (phases[b].max ?? 0) ? a : b));
+ * ```
+ */
+export interface PhaseDurations {
+  /** `start` → `prepare`. */
+  readonly prepare: DurationSummary;
+  /** `prepare` → `execute`. */
+  readonly execute: DurationSummary;
+  /** `execute` → `finalize`. */
+  readonly finalize: DurationSummary;
 }
 
 /**
@@ -45,8 +92,10 @@ export interface DurationSummary {
  * ```
  */
 export interface MetricsSnapshot {
-  readonly runs: { readonly started: number; readonly succeeded: number; readonly failed: number; readonly cancelled: number };
-  readonly phases: { readonly prepare: DurationSummary; readonly execute: DurationSummary; readonly finalize: DurationSummary };
+  /** How many runs started and how many reached each ending. */
+  readonly runs: RunCounts;
+  /** Durations of each completed phase. */
+  readonly phases: PhaseDurations;
   /** Whole runs, `start` → `finalize`, of runs that succeeded. */
   readonly total: DurationSummary;
   /** Runs that failed (`error`), by the phase they failed in. */

@@ -20,8 +20,25 @@ import { assertRunner, listenTo, type ListenerSet } from './attach.js';
  * ```
  */
 export type RecordedEvent<P, R> = {
-  [E in RunnerEventName<P, R>]: { readonly event: E; readonly args: RunnerEvents<P, R>[E] };
+  [E in RunnerEventName<P, R>]: RecordedEventOf<P, R, E>;
 }[RunnerEventName<P, R>];
+
+/**
+ * One recorded event of a given name.
+ *
+ * @example
+ * ```ts
+ * import type { RecordedEventOf } from 'processing-runner';
+ *
+ * const finalized: RecordedEventOf<string, number, 'finalize'>['args'][1] = 42;
+ * ```
+ */
+export interface RecordedEventOf<P, R, E extends RunnerEventName<P, R>> {
+  /** The event's name. */
+  readonly event: E;
+  /** The arguments its listeners received (the same objects, not copies). */
+  readonly args: RunnerEvents<P, R>[E];
+}
 
 /**
  * What `recordEvents()` returns: call it (or let `using` dispose of it) to stop recording.
@@ -64,17 +81,21 @@ const EVERY_EVENT: Readonly<Record<RunnerEventName<unknown, unknown>, true>> = {
   listenerError: true,
 };
 
+/** What `recordEvents()` records by default: every event but `listenerError`. */
+const LIFECYCLE_EVENTS = (Object.keys(EVERY_EVENT) as RunnerEventName<unknown, unknown>[]).filter((event) => event !== 'listenerError');
+
 /**
  * Records the events of `runner` in the order they fire, each with the arguments its
  * listeners received: for tests of code that drives or listens to a runner. It only adds
  * listeners, so it works beside `jest.fn()` spies and other listeners.
  *
- * Recording `listenerError` (as the default does) makes the recorder a `listenerError`
- * listener, and a runner with one no longer re-throws listener errors asynchronously; pass
- * the events you want to leave that as it was.
+ * By default it records every lifecycle event (`start`, `prepare`, `progress`, `execute`,
+ * `finalize`, `error`, `cancelled`) but not `listenerError`: a `listenerError` listener stops
+ * the runner re-throwing listener errors asynchronously, and a recorder should not hide a
+ * listener's bug from the test runner. Name `listenerError` to record it too.
  *
  * @param runner - The runner to record.
- * @param events - The events to record (a name given twice is recorded once); every event by default.
+ * @param events - The events to record (a name given twice is recorded once); by default every event but `listenerError`.
  * @returns The recorder, which is also the detach handle.
  * @throws TypeError when `runner` is not a runner or `events` is not an array of event names.
  *
@@ -92,7 +113,7 @@ const EVERY_EVENT: Readonly<Record<RunnerEventName<unknown, unknown>, true>> = {
  */
 export function recordEvents<P, R>(
   runner: ProcessingRunner<P, R>,
-  events: readonly RunnerEventName<P, R>[] = Object.keys(EVERY_EVENT) as RunnerEventName<P, R>[],
+  events: readonly RunnerEventName<P, R>[] = LIFECYCLE_EVENTS,
 ): EventRecorder<P, R> {
   assertRunner(runner);
   assertEventNames(events);
