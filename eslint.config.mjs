@@ -3,7 +3,7 @@ import eslint from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['coverage/', 'dist/', 'docs/api/', 'out/', 'node_modules/'] },
+  { ignores: ['coverage/', 'dist/', 'cli/dist/', 'docs/api/', 'out/', 'node_modules/'] },
   eslint.configs.recommended,
   ...tseslint.configs.strictTypeChecked,
   ...tseslint.configs.stylisticTypeChecked,
