@@ -1,0 +1,151 @@
+import { SpanStatusCode } from '@opentelemetry/api';
+import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
+import { SingleBar } from 'cli-progress';
+import type { Phase } from 'processing-runner';
+
+import type { MetricsSnapshot, RunProgress } from './instrument.js';
+import type { GeneratedImage } from './pipeline.js';
+
+const PHASES: readonly Phase[] = ['prepare', 'execute', 'finalize'];
+
+/** Shows a run's progress as it goes, and remembers the last update for the closing message. */
+export interface ProgressDisplay {
+  readonly update: (progress: RunProgress) => void;
+  /** Ends the display; `done` marks success, otherwise the bar stays where the run stopped. */
+  readonly stop: (done: boolean) => void;
+  readonly last: () => RunProgress | undefined;
+}
+
+/**
+ * A live bar (phase, step/total, percent, ETA) on a terminal; on anything else, one plain line
+ * per phase and about every tenth step, so logs stay short and readable.
+ */
+export function createProgressDisplay(stream: NodeJS.WriteStream): ProgressDisplay {
+  let last: RunProgress | undefined;
+  if (stream.isTTY) {
+    const bar = new SingleBar({
+      stream,
+      format: '  {phase} {bar} {percentage}% | step {value}/{total} | {remaining}',
+      barCompleteChar: '█',
+      barIncompleteChar: '░',
+      barsize: 30,
+      hideCursor: true,
+      fps: 20,
+      etaBuffer: 1,
+    });
+    let started = false;
+    return {
+      update: (progress) => {
+        last = progress;
+        const running = progress.status === 'running';
+        const payload = { phase: (running ? progress.phase : 'stopped').padEnd(8), remaining: running ? formatEta(progress) : progress.status };
+        if (!started) {
+          started = true;
+          bar.start(progress.total, progress.step, payload);
+        } else {
+          bar.setTotal(progress.total);
+          bar.update(progress.step, payload);
+        }
+      },
+      stop: (done) => {
+        if (started && done && last !== undefined) {
+          const elapsed = (last.finishedAt ?? Date.now()) - last.startedAt;
+          bar.update(last.total, { phase: 'done'.padEnd(8), remaining: `took ${formatMs(elapsed)}` });
+        }
+        if (started) bar.stop();
+      },
+      last: () => last,
+    };
+  }
+  let phase: Phase | undefined;
+  return {
+    update: (progress) => {
+      last = progress;
+      if (progress.status !== 'running') return;
+      if (progress.phase !== phase) {
+        phase = progress.phase;
+        stream.write(`  ${phase}\n`);
+      }
+      const every = Math.max(1, Math.round(progress.total / 10));
+      if (phase === 'execute' && progress.step > 0 && (progress.step % every === 0 || progress.step === progress.total)) {
+        const step = String(progress.step).padStart(String(progress.total).length);
+        stream.write(`    step ${step}/${String(progress.total)}  ${percent(progress).padStart(4)}  ${formatEta(progress)}\n`);
+      }
+    },
+    stop: () => undefined,
+    last: () => last,
+  };
+}
+
+/** The closing lines of a successful run: where the file went, and each phase's time. */
+export function formatSummary(image: GeneratedImage, steps: number, metrics: MetricsSnapshot): string {
+  const rows = [...PHASES.map((phase) => [phase, metrics.phases[phase].sum] as const), ['total', metrics.total.sum] as const];
+  const width = Math.max(...rows.map(([, ms]) => formatTableMs(ms).length));
+  return [
+    `Saved ${image.path ?? '(nowhere)'}`,
+    `  ${String(image.width)}x${String(image.height)}, seed ${String(image.seed)}, ${String(steps)} steps, sha256 ${image.sha256.slice(0, 16)}…`,
+    '',
+    `  ${'phase'.padEnd(10)}${'time'.padStart(width)}`,
+    ...rows.map(([name, ms]) => `  ${name.padEnd(10)}${formatTableMs(ms).padStart(width)}`),
+  ].join('\n');
+}
+
+function formatTableMs(ms: number): string {
+  return `${ms.toLocaleString('en-US', { minimumFractionDigits: 1, maximumFractionDigits: 1 })} ms`;
+}
+
+/** Where a cancelled or failed run stopped: `during execute, at step 12/30 (40%)`. */
+export function describeStop(progress: RunProgress | undefined): string {
+  if (progress === undefined) return 'before it started';
+  const at = progress.phase === 'execute' ? `, at step ${String(progress.step)}/${String(progress.total)} (${percent(progress)})` : '';
+  return `during ${progress.phase}${at}`;
+}
+
+/**
+ * The spans of the trace as a tree, children under their parent in start order, each with
+ * its duration and attributes.
+ */
+export function formatSpanTree(spans: readonly ReadableSpan[]): string {
+  const ids = new Set(spans.map((span) => span.spanContext().spanId));
+  const childrenOf = new Map<string | undefined, ReadableSpan[]>();
+  for (const span of [...spans].sort((a, b) => compareTime(a.startTime, b.startTime))) {
+    const parent = span.parentSpanContext?.spanId;
+    const key = parent !== undefined && ids.has(parent) ? parent : undefined;
+    childrenOf.set(key, [...(childrenOf.get(key) ?? []), span]);
+  }
+  const lines: string[] = [];
+  const walk = (span: ReadableSpan, lead: string, branch: string): void => {
+    const ms = span.duration[0] * 1000 + span.duration[1] / 1e6;
+    const attributes = Object.entries(span.attributes).map(([key, value]) => `${key}=${JSON.stringify(value)}`);
+    const status = span.status.code === SpanStatusCode.ERROR ? `  ERROR ${span.status.message ?? ''}` : '';
+    lines.push(`${lead}${branch}${span.name.padEnd(Math.max(1, 26 - lead.length - branch.length))} ${formatMs(ms).padStart(9)}${status}  ${attributes.join(' ')}`.trimEnd());
+    const children = childrenOf.get(span.spanContext().spanId) ?? [];
+    const nextLead = lead + (branch === '├─ ' ? '│  ' : branch === '└─ ' ? '   ' : '');
+    children.forEach((child, index) => {
+      walk(child, nextLead, index === children.length - 1 ? '└─ ' : '├─ ');
+    });
+  };
+  for (const root of childrenOf.get(undefined) ?? []) {
+    lines.push(`trace ${root.spanContext().traceId}`);
+    walk(root, '', '');
+  }
+  return lines.join('\n');
+}
+
+export function formatMs(ms: number): string {
+  if (ms >= 1000) return `${(ms / 1000).toFixed(2)} s`;
+  if (ms >= 10) return `${ms.toFixed(0)} ms`;
+  return `${ms.toFixed(ms >= 1 ? 1 : 2)} ms`;
+}
+
+function formatEta(progress: RunProgress): string {
+  return progress.etaSeconds === null ? 'ETA …' : `ETA ${progress.etaSeconds.toFixed(1)}s`;
+}
+
+function percent(progress: RunProgress): string {
+  return `${String(Math.floor(progress.fraction * 100))}%`;
+}
+
+function compareTime(a: readonly [number, number], b: readonly [number, number]): number {
+  return a[0] - b[0] || a[1] - b[1];
+}
