@@ -92,7 +92,8 @@ describe('processing-runner CLI', () => {
     const { status, stdout } = runCli([...FIXED_ARGS, '--out', outDir, '--trace']);
 
     expect(status).toBe(0);
-    expect(stdout).toMatch(/^trace [0-9a-f]{32}\nprocessing\.run .*\n├─ processing\.prepare .*\n├─ processing\.execute .*\n└─ processing\.finalize .*$/m);
+    expect(stdout).toMatch(/^trace [0-9a-f]{32}\nprocessing\.run .*\n(?:│ .*\n)*├─ processing\.prepare .*\n├─ processing\.execute .*\n└─ processing\.finalize .*$/m);
+    expect(stdout).toContain('│    generation.prompt="a lighthouse on a cliff at dusk, oil painting"\n');
   });
 
   test('--help and --version - print and exit 0', () => {

@@ -50,7 +50,7 @@ export interface ProgressTracker extends Detach {
 
 export function attachProgress<P, R>(
   runner: ProcessingRunner<P, R>,
-  options: { readonly keepFinished?: number; readonly onUpdate?: (progress: RunProgress) => void; readonly now?: () => number } = {},
+  options: { readonly keepFinished?: number; readonly throttleMs?: number; readonly onUpdate?: (progress: RunProgress) => void; readonly now?: () => number } = {},
 ): ProgressTracker {
   const now = options.now ?? Date.now;
   const runs = new Map<number, RunProgress & { executeStartedAt: number }>();

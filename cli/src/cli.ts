@@ -44,7 +44,8 @@ async function generate(command: Extract<Command, { kind: 'generate' }>): Promis
   const { params, timeoutSeconds, json, trace } = command;
   const runner = new DemoImageRunner();
   const display = createProgressDisplay(process.stderr);
-  const progress = attachProgress(runner, { onUpdate: display.update });
+  // Every update: the display throttles its own drawing.
+  const progress = attachProgress(runner, { throttleMs: 0, onUpdate: display.update });
   const metrics = attachMetrics(runner);
   const tracing = trace ? startTracing(runner) : undefined;
 

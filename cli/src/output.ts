@@ -25,7 +25,7 @@ export function createProgressDisplay(stream: NodeJS.WriteStream): ProgressDispl
   if (stream.isTTY) {
     const bar = new SingleBar({
       stream,
-      format: '  {phase} {bar} {percentage}% | step {value}/{total} | {remaining}',
+      format: '  {phase} {bar} {percentage}% | {steps} | {remaining}',
       barCompleteChar: '█',
       barIncompleteChar: '░',
       barsize: 30,
@@ -38,7 +38,12 @@ export function createProgressDisplay(stream: NodeJS.WriteStream): ProgressDispl
       update: (progress) => {
         last = progress;
         const running = progress.status === 'running';
-        const payload = { phase: (running ? progress.phase : 'stopped').padEnd(8), remaining: running ? formatEta(progress) : progress.status };
+        const payload = {
+          phase: (running ? progress.phase : 'stopped').padEnd(8),
+          // Before execute reports its first step there are no steps to count.
+          steps: progress.phase === 'prepare' ? 'starting' : `step ${String(progress.step)}/${String(progress.total)}`,
+          remaining: running ? formatEta(progress) : progress.status,
+        };
         if (!started) {
           started = true;
           bar.start(progress.total, progress.step, payload);
@@ -50,7 +55,7 @@ export function createProgressDisplay(stream: NodeJS.WriteStream): ProgressDispl
       stop: (done) => {
         if (started && done && last !== undefined) {
           const elapsed = (last.finishedAt ?? Date.now()) - last.startedAt;
-          bar.update(last.total, { phase: 'done'.padEnd(8), remaining: `took ${formatMs(elapsed)}` });
+          bar.update(last.total, { phase: 'done'.padEnd(8), steps: `step ${String(last.step)}/${String(last.total)}`, remaining: `took ${formatMs(elapsed)}` });
         }
         if (started) bar.stop();
       },
@@ -58,6 +63,7 @@ export function createProgressDisplay(stream: NodeJS.WriteStream): ProgressDispl
     };
   }
   let phase: Phase | undefined;
+  let shownTenth = 0;
   return {
     update: (progress) => {
       last = progress;
@@ -66,8 +72,10 @@ export function createProgressDisplay(stream: NodeJS.WriteStream): ProgressDispl
         phase = progress.phase;
         stream.write(`  ${phase}\n`);
       }
-      const every = Math.max(1, Math.round(progress.total / 10));
-      if (phase === 'execute' && progress.step > 0 && (progress.step % every === 0 || progress.step === progress.total)) {
+      // Crossing into the next tenth, not landing on it, so a skipped update skips no line.
+      const tenth = Math.floor((progress.step * 10) / progress.total);
+      if (phase === 'execute' && tenth > shownTenth) {
+        shownTenth = tenth;
         const step = String(progress.step).padStart(String(progress.total).length);
         stream.write(`    step ${step}/${String(progress.total)}  ${percent(progress).padStart(4)}  ${formatEta(progress)}\n`);
       }
@@ -116,11 +124,15 @@ export function formatSpanTree(spans: readonly ReadableSpan[]): string {
   const lines: string[] = [];
   const walk = (span: ReadableSpan, lead: string, branch: string): void => {
     const ms = span.duration[0] * 1000 + span.duration[1] / 1e6;
-    const attributes = Object.entries(span.attributes).map(([key, value]) => `${key}=${JSON.stringify(value)}`);
-    const status = span.status.code === SpanStatusCode.ERROR ? `  ERROR ${span.status.message ?? ''}` : '';
-    lines.push(`${lead}${branch}${span.name.padEnd(Math.max(1, 26 - lead.length - branch.length))} ${formatMs(ms).padStart(9)}${status}  ${attributes.join(' ')}`.trimEnd());
+    const status = span.status.code === SpanStatusCode.ERROR ? `  error: ${span.status.message ?? ''}` : '';
+    const events = span.events.length === 0 ? '' : `  (${String(span.events.length)} events)`;
+    const label = `${lead}${branch}${span.name}`;
+    lines.push(`${label.padEnd(28)}${formatMs(ms).padStart(10)}${status}${events}`);
     const children = childrenOf.get(span.spanContext().spanId) ?? [];
     const nextLead = lead + (branch === '├─ ' ? '│  ' : branch === '└─ ' ? '   ' : '');
+    // Attributes go one a line under their span, inside the tree's lines, so none wraps.
+    const attributeLead = `${nextLead}${children.length > 0 ? '│' : ' '}    `;
+    for (const [key, value] of Object.entries(span.attributes)) lines.push(`${attributeLead}${key}=${JSON.stringify(value)}`);
     children.forEach((child, index) => {
       walk(child, nextLead, index === children.length - 1 ? '└─ ' : '├─ ');
     });
