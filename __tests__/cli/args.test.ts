@@ -1,0 +1,52 @@
+import { parseCommand, UsageError } from '../../cli/src/args';
+
+describe('parseCommand()', () => {
+  test('parseCommand() - fills in every default but the prompt', () => {
+    expect(parseCommand(['generate', '--prompt', 'a lighthouse'])).toEqual({
+      kind: 'generate',
+      params: { prompt: 'a lighthouse', seed: 1234, steps: 30, width: 512, height: 512, outDir: 'out' },
+      timeoutSeconds: undefined,
+      json: false,
+      trace: false,
+    });
+  });
+
+  test('parseCommand() - reads every option', () => {
+    const argv = ['generate', '-p', 'x', '--seed', '0', '--steps', '150', '--size', '2048x8', '-o', 'dir', '--timeout', '2.5', '--json', '--trace'];
+    expect(parseCommand(argv)).toEqual({
+      kind: 'generate',
+      params: { prompt: 'x', seed: 0, steps: 150, width: 2048, height: 8, outDir: 'dir' },
+      timeoutSeconds: 2.5,
+      json: true,
+      trace: true,
+    });
+  });
+
+  test('parseCommand() - --help and --version win over everything else', () => {
+    expect(parseCommand(['generate', '--help'])).toEqual({ kind: 'help' });
+    expect(parseCommand(['-v'])).toEqual({ kind: 'version' });
+  });
+
+  test.each([
+    [['generate', '--prompt', 'x', '--bogus'], 'unknown option --bogus'],
+    [['generate', '--prompt'], '--prompt needs a value (write --prompt=VALUE for one that starts with a dash)'],
+    [['generate', '--prompt', 'x', '--seed', '-1'], '--seed needs a value (write --seed=VALUE for one that starts with a dash)'],
+    [['generate'], '--prompt is required'],
+    [[], 'missing command: expected `generate`'],
+    [['draw', '--prompt', 'x'], "unknown command 'draw': expected `generate`"],
+    [['generate', 'extra', '--prompt', 'x'], "unexpected argument 'extra'"],
+    [['generate', '--prompt', 'x', '--steps', '0'], "--steps must be an integer from 1 to 150, got '0'"],
+    [['generate', '--prompt', 'x', '--steps', '1000000000'], "--steps must be an integer from 1 to 150, got '1000000000'"],
+    [['generate', '--prompt', 'x', '--steps', '1e3'], "--steps must be an integer from 1 to 150, got '1e3'"],
+    [['generate', '--prompt', 'x', '--size', '0x0'], "--size must be WxH, each a multiple of 8 from 8 to 2048, got '0x0'"],
+    [['generate', '--prompt', 'x', '--size', '512'], "--size must be WxH, each a multiple of 8 from 8 to 2048, got '512'"],
+    [['generate', '--prompt', 'x', '--size', '500x500'], "--size must be WxH, each a multiple of 8 from 8 to 2048, got '500x500'"],
+    [['generate', '--prompt', 'x', '--seed', '1.5'], "--seed must be an integer from 0 to 4294967295, got '1.5'"],
+    [['generate', '--prompt', 'x', '--seed=-1'], "--seed must be an integer from 0 to 4294967295, got '-1'"],
+    [['generate', '--prompt', 'x', '--timeout', '0'], "--timeout must be a number of seconds above 0 and up to 2147483, got '0'"],
+    [['generate', '--prompt', '   '], "--prompt must be Latin-1 text of 1 to 1000 characters, got ' '"],
+    [['generate', '--prompt', 'x', '--out', ''], "--out must be a folder, got ''"],
+  ])('parseCommand(%j) - throws a UsageError naming the argument', (argv, message) => {
+    expect(() => parseCommand(argv)).toThrow(new UsageError(message));
+  });
+});

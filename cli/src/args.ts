@@ -1,0 +1,147 @@
+import { parseArgs } from 'node:util';
+
+import { BOUNDS, DEFAULTS, describeBound, isWithin, MAX_PROMPT_LENGTH, normaliseGeneration, type GenerationParams } from './params.js';
+
+/** What the command line asked for. */
+export type Command =
+  | { readonly kind: 'help' }
+  | { readonly kind: 'version' }
+  | {
+      readonly kind: 'generate';
+      readonly params: GenerationParams;
+      readonly timeoutSeconds: number | undefined;
+      readonly json: boolean;
+      readonly trace: boolean;
+    };
+
+/** A bad command line: the message names the argument and what it accepts. */
+export class UsageError extends Error {
+  override readonly name = 'UsageError';
+}
+
+/** The largest `--timeout`: what `setTimeout` keeps, in seconds. */
+const MAX_TIMEOUT_SECONDS = 2_147_483;
+
+export const USAGE = `processing-runner: run the demo image generator through processing-runner
+
+Usage:
+  processing-runner generate --prompt TEXT [options]
+  processing-runner --help | --version
+
+Options for generate:
+  -p, --prompt TEXT      what to draw: Latin-1 text, 1 to ${String(MAX_PROMPT_LENGTH)} characters (required)
+      --seed N           ${describeBound(BOUNDS.seed)} (default ${String(DEFAULTS.seed)})
+      --steps N          sampling steps, ${describeBound(BOUNDS.steps)} (default ${String(DEFAULTS.steps)})
+      --size WxH         width and height, each ${describeBound(BOUNDS.size)} (default ${String(DEFAULTS.width)}x${String(DEFAULTS.height)})
+  -o, --out DIR          the folder the PNG is written to (default ${DEFAULTS.outDir})
+      --timeout SECONDS  cancel the run after this long (exit code 124)
+      --json             print the result as JSON on stdout; progress stays on stderr
+      --trace            print the run's OpenTelemetry span tree
+  -h, --help             show this help
+  -v, --version          print the versions
+
+The generator is a deterministic demo, not a model: the same prompt, seed, steps and size
+give the same PNG, byte for byte. Ctrl-C cancels a run; no partial file is written.
+
+Exit codes: 0 done, 1 run failed, 2 bad arguments, 124 timed out, 130 interrupted.`;
+
+const OPTIONS = {
+  prompt: { type: 'string', short: 'p' },
+  seed: { type: 'string' },
+  steps: { type: 'string' },
+  size: { type: 'string' },
+  out: { type: 'string', short: 'o' },
+  timeout: { type: 'string' },
+  json: { type: 'boolean' },
+  trace: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean', short: 'v' },
+} as const;
+
+/**
+ * Reads the command line (without `node` and the script).
+ *
+ * @throws UsageError for an unknown flag, a missing value or a value out of range.
+ */
+export function parseCommand(argv: readonly string[]): Command {
+  const { values, positionals } = parseStrict(argv);
+  if (values.help === true) return { kind: 'help' };
+  if (values.version === true) return { kind: 'version' };
+  const [command, ...rest] = positionals;
+  if (command === undefined) throw new UsageError('missing command: expected `generate`');
+  if (command !== 'generate') throw new UsageError(`unknown command '${command}': expected \`generate\``);
+  if (rest.length > 0) throw new UsageError(`unexpected argument '${rest.join(' ')}'`);
+  if (values.prompt === undefined) throw new UsageError('--prompt is required');
+
+  const [width, height] = values.size === undefined ? [DEFAULTS.width, DEFAULTS.height] : parseSize(values.size);
+  const input = {
+    prompt: values.prompt,
+    seed: values.seed === undefined ? DEFAULTS.seed : parseInteger('--seed', values.seed, BOUNDS.seed),
+    steps: values.steps === undefined ? DEFAULTS.steps : parseInteger('--steps', values.steps, BOUNDS.steps),
+    width,
+    height,
+    outDir: values.out ?? DEFAULTS.outDir,
+  };
+  let params: GenerationParams;
+  try {
+    params = normaliseGeneration(input);
+  } catch {
+    // Every number was checked above, so what is left to be wrong is the prompt or the folder.
+    throw values.out === ''
+      ? new UsageError("--out must be a folder, got ''")
+      : new UsageError(`--prompt must be Latin-1 text of 1 to ${String(MAX_PROMPT_LENGTH)} characters, got ${quote(values.prompt)}`);
+  }
+  return {
+    kind: 'generate',
+    params,
+    timeoutSeconds: values.timeout === undefined ? undefined : parseTimeout(values.timeout),
+    json: values.json === true,
+    trace: values.trace === true,
+  };
+}
+
+function parseStrict(argv: readonly string[]): ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>> {
+  try {
+    return parseArgs({ args: [...argv], options: OPTIONS, allowPositionals: true, strict: true });
+  } catch (error) {
+    // node:util's messages run to several sentences; keep the part that names the argument.
+    // Read by shape, not `instanceof`: the error may come from another realm (a test sandbox).
+    const { code, message } = error as { code?: unknown; message?: unknown };
+    const option = /'(?:-\w, )?(-[^' ]+)/.exec(String(message))?.[1] ?? 'an option';
+    if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') throw new UsageError(`unknown option ${option}`);
+    if (code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') {
+      throw new UsageError(`${option} needs a value (write ${option}=VALUE for one that starts with a dash)`);
+    }
+    throw error;
+  }
+}
+
+function parseInteger(flag: string, raw: string, bound: (typeof BOUNDS)[keyof typeof BOUNDS]): number {
+  const value = /^[+-]?\d+$/.test(raw.trim()) ? Number(raw) : Number.NaN;
+  if (!isWithin(value, bound)) throw new UsageError(`${flag} must be ${describeBound(bound)}, got ${quote(raw)}`);
+  return value;
+}
+
+function parseSize(raw: string): [number, number] {
+  const match = /^(\d+)[x×](\d+)$/i.exec(raw.trim());
+  const width = Number(match?.[1]);
+  const height = Number(match?.[2]);
+  if (!isWithin(width, BOUNDS.size) || !isWithin(height, BOUNDS.size)) {
+    throw new UsageError(`--size must be WxH, each ${describeBound(BOUNDS.size)}, got ${quote(raw)}`);
+  }
+  return [width, height];
+}
+
+function parseTimeout(raw: string): number {
+  const seconds = /^\d+(\.\d+)?$/.test(raw.trim()) ? Number(raw) : Number.NaN;
+  if (!(seconds > 0 && seconds <= MAX_TIMEOUT_SECONDS)) {
+    throw new UsageError(`--timeout must be a number of seconds above 0 and up to ${String(MAX_TIMEOUT_SECONDS)}, got ${quote(raw)}`);
+  }
+  return seconds;
+}
+
+/** The argument as the user typed it, shortened so the error stays one line. */
+function quote(raw: string): string {
+  const oneLine = raw.replace(/\s+/g, ' ');
+  return `'${oneLine.length > 40 ? `${oneLine.slice(0, 39)}…` : oneLine}'`;
+}

@@ -1,0 +1,137 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+import { context } from '@opentelemetry/api';
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
+import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { ProcessingRequest } from 'processing-runner';
+
+import { parseCommand, USAGE, UsageError, type Command } from './args.js';
+import { attachMetrics, attachProgress, attachTracing } from './instrument.js';
+import { createProgressDisplay, describeStop, formatSpanTree, formatSummary } from './output.js';
+import type { GenerationInput } from './params.js';
+import { DemoImageRunner } from './pipeline.js';
+
+/** The process exit codes, as `timeout(1)` and shells use them. */
+export const EXIT = { ok: 0, failed: 1, usage: 2, timeout: 124, interrupted: 130 } as const;
+
+/**
+ * Runs the CLI with `argv` (without `node` and the script) and resolves to the exit code.
+ * Never rejects: every failure becomes a message on stderr and an exit code.
+ */
+export async function main(argv: readonly string[]): Promise<number> {
+  let command: Command;
+  try {
+    command = parseCommand(argv);
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    process.stderr.write(`processing-runner: ${error.message}\nTry 'processing-runner --help' for usage.\n`);
+    return EXIT.usage;
+  }
+  switch (command.kind) {
+    case 'help':
+      process.stdout.write(`${USAGE}\n`);
+      return EXIT.ok;
+    case 'version':
+      process.stdout.write(`processing-runner-cli ${packageVersion(join(__dirname, '..'))} (processing-runner ${libraryVersion()})\n`);
+      return EXIT.ok;
+    case 'generate':
+      return generate(command);
+  }
+}
+
+async function generate(command: Extract<Command, { kind: 'generate' }>): Promise<number> {
+  const { params, timeoutSeconds, json, trace } = command;
+  const runner = new DemoImageRunner();
+  const display = createProgressDisplay(process.stderr);
+  // Every update: the display throttles its own drawing.
+  const progress = attachProgress(runner, { throttleMs: 0, onUpdate: display.update });
+  const metrics = attachMetrics(runner);
+  const tracing = trace ? startTracing(runner) : undefined;
+
+  const interrupt = new AbortController();
+  let interrupts = 0;
+  const onSigint = (): void => {
+    // A second Ctrl-C means "now": the first one may be waiting on a slow step.
+    if (++interrupts > 1) process.exit(EXIT.interrupted);
+    interrupt.abort(new DOMException('Interrupted (SIGINT)', 'AbortError'));
+  };
+  process.on('SIGINT', onSigint);
+
+  const { prompt, seed, steps, width, height } = params;
+  process.stderr.write(`Generating ${JSON.stringify(prompt)}\n  seed ${String(seed)}, ${String(steps)} steps, ${String(width)}x${String(height)} (demo generator, not a model)\n`);
+  const input: GenerationInput = params;
+  try {
+    const image = await runner.run(new ProcessingRequest(input), {
+      signal: interrupt.signal,
+      timeoutMs: timeoutSeconds === undefined ? undefined : Math.round(timeoutSeconds * 1000),
+    });
+    display.stop(true);
+    const snapshot = metrics.snapshot();
+    if (json) {
+      const durationsMs = { prepare: snapshot.phases.prepare.sum, execute: snapshot.phases.execute.sum, finalize: snapshot.phases.finalize.sum, total: snapshot.total.sum };
+      process.stdout.write(`${JSON.stringify({ ...image, steps, durationsMs }, null, 2)}\n`);
+    } else {
+      process.stdout.write(`\n${formatSummary(image, steps, snapshot)}\n`);
+    }
+    if (tracing !== undefined) process.stdout.write(`\n${await tracing.finish()}\n`);
+    return EXIT.ok;
+  } catch (error) {
+    display.stop(false);
+    if (tracing !== undefined) process.stderr.write(`\n${await tracing.finish()}\n`);
+    const where = describeStop(display.last());
+    if (isTimeout(error)) {
+      process.stderr.write(`\nTimed out after ${String(timeoutSeconds)}s ${where}; no file written.\n`);
+      return EXIT.timeout;
+    }
+    if (interrupt.signal.aborted && error === interrupt.signal.reason) {
+      process.stderr.write(`\nInterrupted ${where}; no file written.\n`);
+      return EXIT.interrupted;
+    }
+    process.stderr.write(`\nprocessing-runner: the run failed ${where}: ${error instanceof Error ? error.message : String(error)}\n`);
+    return EXIT.failed;
+  } finally {
+    process.off('SIGINT', onSigint);
+    progress();
+    metrics();
+  }
+}
+
+/** Traces runs with the OpenTelemetry SDK into memory, and renders the spans when asked. */
+function startTracing(runner: DemoImageRunner): { readonly finish: () => Promise<string> } {
+  const exporter = new InMemorySpanExporter();
+  const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
+  // Lets spans a phase starts find their parent through the active context, as in a real app.
+  const contextManager = new AsyncLocalStorageContextManager().enable();
+  context.setGlobalContextManager(contextManager);
+  const detach = attachTracing(runner, {
+    tracer: provider.getTracer('processing-runner-cli'),
+    requestAttributes: (request) => {
+      const { prompt, seed, steps, width, height } = request.processing;
+      return { 'generation.prompt': prompt, 'generation.seed': seed, 'generation.steps': steps, 'generation.size': `${String(width)}x${String(height)}` };
+    },
+  });
+  return {
+    finish: async () => {
+      detach();
+      await provider.forceFlush();
+      const tree = formatSpanTree(exporter.getFinishedSpans());
+      await provider.shutdown();
+      context.disable();
+      return tree;
+    },
+  };
+}
+
+function isTimeout(error: unknown): boolean {
+  return (error instanceof DOMException || error instanceof Error) && error.name === 'TimeoutError';
+}
+
+function packageVersion(folder: string): string {
+  const { version } = JSON.parse(readFileSync(join(folder, 'package.json'), 'utf8')) as { version?: unknown };
+  return typeof version === 'string' ? version : 'unknown';
+}
+
+function libraryVersion(): string {
+  return packageVersion(join(require.resolve('processing-runner/package.json'), '..'));
+}

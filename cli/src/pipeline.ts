@@ -1,0 +1,87 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+
+import { ProcessingRunner, type ProcessingRequestLike, type ProcessingState, type RunContext } from 'processing-runner';
+
+import { formatInfotext, normaliseGeneration, type GenerationInput, type GenerationParams } from './params.js';
+import { encodePng, sha256 } from './png.js';
+import { renderDemoImage } from './render.js';
+
+/**
+ * What a generation run returns. After execute the PNG exists in memory only (`path` is
+ * `null`); finalize writes it and fills in `path`.
+ */
+export interface GeneratedImage {
+  readonly path: string | null;
+  readonly width: number;
+  readonly height: number;
+  readonly seed: number;
+  /** The infotext stored in the PNG's `parameters` chunk. */
+  readonly parameters: string;
+  /** The SHA-256 of the PNG file's bytes, in hex. */
+  readonly sha256: string;
+}
+
+/**
+ * The demo pipeline: prepare checks the request and fills in defaults, execute runs the demo
+ * generator and encodes the PNG, finalize writes it atomically (a temporary file, then a
+ * rename), so a cancelled or failed run leaves no file behind.
+ */
+export class DemoImageRunner extends ProcessingRunner<GenerationInput, GeneratedImage> {
+  /** The normalised parameters of each run prepare has seen. */
+  readonly #params = new WeakMap<ProcessingState<GenerationInput>, GenerationParams>();
+  /** The encoded PNG between execute and finalize, kept out of the result so it stays small. */
+  readonly #encoded = new WeakMap<ProcessingState<GenerationInput>, Uint8Array>();
+
+  override prepare(request: ProcessingRequestLike<GenerationInput>, runId: number): ProcessingState<GenerationInput> {
+    const params = normaliseGeneration(request.processing);
+    const state = { runId, request, processing: params };
+    this.#params.set(state, params);
+    return state;
+  }
+
+  override async execute(state: ProcessingState<GenerationInput>, context: RunContext): Promise<GeneratedImage> {
+    const params = this.#paramsOf(state);
+    const image = await renderDemoImage(params, context);
+    const parameters = formatInfotext(params);
+    const png = encodePng(image, parameters);
+    this.#encoded.set(state, png);
+    return { path: null, width: image.width, height: image.height, seed: params.seed, parameters, sha256: sha256(png) };
+  }
+
+  override async finalize(state: ProcessingState<GenerationInput>, result: GeneratedImage): Promise<GeneratedImage> {
+    const params = this.#paramsOf(state);
+    const png = this.#encoded.get(state);
+    if (png === undefined) throw new TypeError('Expected execute() to have encoded this run, got no PNG');
+    this.#encoded.delete(state);
+    await mkdir(params.outDir, { recursive: true });
+    const path = join(params.outDir, fileName(params));
+    const partial = `${path}.${randomBytes(4).toString('hex')}.partial`;
+    try {
+      await writeFile(partial, png);
+      await rename(partial, path);
+    } catch (error) {
+      await rm(partial, { force: true });
+      throw error;
+    }
+    return { ...result, path };
+  }
+
+  #paramsOf(state: ProcessingState<GenerationInput>): GenerationParams {
+    const params = this.#params.get(state);
+    if (params === undefined) throw new TypeError('Expected a state made by DemoImageRunner#prepare(), got another');
+    return params;
+  }
+}
+
+/** `a-lighthouse-at-dusk-1234.png`: the prompt's first words, then the seed. */
+function fileName({ prompt, seed }: GenerationParams): string {
+  const slug = prompt
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, '-')
+    .replace(/^-+|-+$/g, '')
+    .slice(0, 48)
+    .replace(/-+$/, '');
+  return `${slug === '' ? 'image' : slug}-${String(seed)}.png`;
+}
