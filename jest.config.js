@@ -9,6 +9,8 @@ module.exports = {
   coverageThreshold: {
     global: { statements: 95, branches: 95, functions: 95, lines: 95 },
   },
+  // Sources import with `.js` endings (NodeNext); point Jest at the `.ts` files.
+  moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1' },
   transform: {
     '^.+\\.ts$': ['ts-jest', { tsconfig: 'tsconfig.json' }],
   },
