@@ -12,3 +12,9 @@ export type {
   RunnerListener,
 } from './events.js';
 export { createDetach, type Detach } from './detach.js';
+export {
+  attachDiagnosticsChannel,
+  DIAGNOSTICS_CHANNEL_NAMES,
+  type PhaseChannelMessage,
+  type RunChannelMessage,
+} from './instrumentation/diagnostics-channel.js';

@@ -613,7 +613,7 @@ describe('processing-runner/tracing entry point', () => {
       console.log(JSON.stringify({ exports: Object.keys(runner).sort(), sum, failure }));`,
     );
     expect(result).toEqual({
-      exports: expect.arrayContaining(['ProcessingRunner', 'ProcessingRequest', 'createDetach']) as unknown,
+      exports: expect.arrayContaining(['ProcessingRunner', 'ProcessingRequest', 'createDetach', 'attachDiagnosticsChannel']) as unknown,
       sum: 2,
       failure: { code: 'MODULE_NOT_FOUND', message: "Cannot find module '@opentelemetry/api'" },
     });
@@ -623,10 +623,10 @@ describe('processing-runner/tracing entry point', () => {
   test('import("processing-runner") works without @opentelemetry/api installed, with named exports', () => {
     const result = runNode(
       'check.mjs',
-      `import { ProcessingRunner, ProcessingRequest, createDetach } from 'processing-runner';
+      `import { ProcessingRunner, ProcessingRequest, attachDiagnosticsChannel } from 'processing-runner';
       const sum = new ProcessingRunner({ processor: (n) => n + 1 }).runSync(new ProcessingRequest(1));
       const failure = await import('processing-runner/tracing').then(() => undefined, (error) => ({ code: error.code, message: error.message.split('\\n')[0] }));
-      console.log(JSON.stringify({ sum, attach: typeof createDetach, failure }));`,
+      console.log(JSON.stringify({ sum, attach: typeof attachDiagnosticsChannel, failure }));`,
     );
     expect(result).toEqual({ sum: 2, attach: 'function', failure: { code: 'MODULE_NOT_FOUND', message: "Cannot find module '@opentelemetry/api'" } });
   });
