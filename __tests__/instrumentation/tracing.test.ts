@@ -396,13 +396,24 @@ describe('attachTracing()', () => {
 
   test('attachTracing() - runs that started before attaching are not traced', async () => {
     const processed = defer<string>();
-    const runner = new ProcessingRunner({ processor: () => processed.promise });
-    const running = runner.run(new ProcessingRequest(null));
+    const failed = defer<string>();
+    const runner = new ProcessingRunner({
+      processor: async (fail: boolean, { reportProgress }: RunContext) => {
+        const result = await (fail ? failed.promise : processed.promise);
+        reportProgress({ step: 1, total: 1 });
+        return result;
+      },
+    });
+    runner.on('error', () => undefined);
+    const running = runner.run(new ProcessingRequest(false));
+    const failing = runner.run(new ProcessingRequest(true));
     await flush();
 
     attachTracing(runner, { tracer });
     processed.resolve('done');
+    failed.reject(new Error('late failure'));
     await expect(running).resolves.toBe('done');
+    await expect(failing).rejects.toThrow('late failure');
     expect(finished()).toEqual([]);
   });
 

@@ -129,8 +129,9 @@ export function attachTracing<P, R>(runner: ProcessingRunner<P, R>, options: Tra
   // and runSync() alike, and only the runner knows whether a failure is a cancellation.
   const endPhase = (state: ProcessingState<P>): void => {
     const run = runs.get(state.runId);
-    run?.phase?.end();
-    if (run !== undefined) run.phase = undefined;
+    if (run?.phase === undefined) return;
+    run.phase.end();
+    run.phase = undefined;
   };
 
   const onProgress = (state: ProcessingState<P>, update: ProgressUpdate): void => {
