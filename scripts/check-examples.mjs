@@ -5,8 +5,7 @@
 //
 // Each block becomes its own ES module (so top-level await works and names do not clash),
 // with `processing-runner` and its subpaths mapped to the sources.
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -47,7 +46,8 @@ const sources = [
     .map((file) => ({ file, inComments: false })),
 ];
 
-const work = mkdtempSync(join(tmpdir(), 'processing-runner-examples-'));
+// Inside the repo, so imports of dev dependencies (@opentelemetry/api…) resolve as a user's would.
+const work = mkdtempSync(join(root, '.examples-'));
 const origins = new Map();
 let count = 0;
 for (const { file, inComments } of sources) {
@@ -68,7 +68,6 @@ for (const key of Object.keys(subpaths)) {
   paths[key === '.' ? 'processing-runner' : `processing-runner/${key.slice(2)}`] = [join(root, 'src', `${target}.ts`)];
 }
 
-mkdirSync(join(work, 'node_modules'), { recursive: true });
 const options = {
   target: ts.ScriptTarget.ES2022,
   lib: ['lib.es2022.d.ts', 'lib.esnext.disposable.d.ts', 'lib.dom.d.ts'],

@@ -30,3 +30,9 @@ export {
   type RunCounts,
 } from './instrumentation/metrics.js';
 export { recordEvents, type EventRecorder, type RecordedEvent, type RecordedEventOf } from './instrumentation/recorder.js';
+export {
+  attachDiagnosticsChannel,
+  DIAGNOSTICS_CHANNEL_NAMES,
+  type PhaseChannelMessage,
+  type RunChannelMessage,
+} from './instrumentation/diagnostics-channel.js';

@@ -1,12 +1,7 @@
-/**
- * The one place the CLI takes the library's instrumentation modules from.
- *
- * TEMPORARY: until those modules are merged into this branch, they come from
- * `./TEMP-instrumentation-standins.js`. At merge, replace the two `from` lines below with
- * `from 'processing-runner'` and `from 'processing-runner/tracing'` and delete that file.
- */
+/** The one place the CLI takes the library's instrumentation modules from. */
 import type { Tracer } from '@opentelemetry/api';
 import {
+  attachDiagnosticsChannel,
   attachMetrics,
   attachProgress,
   createDetach,
@@ -18,7 +13,7 @@ import {
   type RunProgress,
 } from 'processing-runner';
 
-import { attachDiagnosticsChannel, attachTracing } from './TEMP-instrumentation-standins.js';
+import { attachTracing } from 'processing-runner/tracing';
 
 export { attachMetrics, attachProgress, attachTracing, type MetricsRecorder, type ProgressTracker, type RunProgress };
 

@@ -122,7 +122,7 @@ export function formatSpanTree(spans: readonly ReadableSpan[]): string {
     childrenOf.set(key, [...(childrenOf.get(key) ?? []), span]);
   }
   const lines: string[] = [];
-  const walk = (span: ReadableSpan, lead: string, branch: string): void => {
+  const walk = (span: ReadableSpan, lead: string, branch: string, inherited: ReadableSpan['attributes']): void => {
     const ms = span.duration[0] * 1000 + span.duration[1] / 1e6;
     const status = span.status.code === SpanStatusCode.ERROR ? `  error: ${span.status.message ?? ''}` : '';
     const events = span.events.length === 0 ? '' : `  (${String(span.events.length)} events)`;
@@ -130,16 +130,19 @@ export function formatSpanTree(spans: readonly ReadableSpan[]): string {
     lines.push(`${label.padEnd(28)}${formatMs(ms).padStart(10)}${status}${events}`);
     const children = childrenOf.get(span.spanContext().spanId) ?? [];
     const nextLead = lead + (branch === '├─ ' ? '│  ' : branch === '└─ ' ? '   ' : '');
-    // Attributes go one a line under their span, inside the tree's lines, so none wraps.
+    // Attributes go one a line under their span, inside the tree's lines, so none wraps; one
+    // its parent already shows with the same value (the run id) is not repeated.
     const attributeLead = `${nextLead}${children.length > 0 ? '│' : ' '}    `;
-    for (const [key, value] of Object.entries(span.attributes)) lines.push(`${attributeLead}${key}=${JSON.stringify(value)}`);
+    for (const [key, value] of Object.entries(span.attributes)) {
+      if (inherited[key] !== value) lines.push(`${attributeLead}${key}=${JSON.stringify(value)}`);
+    }
     children.forEach((child, index) => {
-      walk(child, nextLead, index === children.length - 1 ? '└─ ' : '├─ ');
+      walk(child, nextLead, index === children.length - 1 ? '└─ ' : '├─ ', span.attributes);
     });
   };
   for (const root of childrenOf.get(undefined) ?? []) {
     lines.push(`trace ${root.spanContext().traceId}`);
-    walk(root, '', '');
+    walk(root, '', '', {});
   }
   return lines.join('\n');
 }
