@@ -97,7 +97,26 @@ for (const diagnostic of diagnostics) {
   console.error(`${file}:${String(Number(start) + line)} (example line ${String(line + 1)}): ${message}`);
 }
 rmSync(work, { recursive: true, force: true });
-if (diagnostics.length > 0) {
+
+// Every export of every entry point carries an @example (TypeDoc checks that it is documented).
+const entryProgram = ts.createProgram(Object.values(paths).flat(), options);
+const checker = entryProgram.getTypeChecker();
+const missing = [];
+let checked = 0;
+for (const entry of Object.values(paths).flat()) {
+  const module = checker.getSymbolAtLocation(entryProgram.getSourceFile(entry));
+  for (const exported of checker.getExportsOfModule(module)) {
+    const symbol = exported.flags & ts.SymbolFlags.Alias ? checker.getAliasedSymbol(exported) : exported;
+    const hasExample = (symbol.declarations ?? []).some((declaration) =>
+      ts.getJSDocTags(declaration).some((tag) => tag.tagName.text === 'example'),
+    );
+    checked++;
+    if (!hasExample) missing.push(`${relative(root, entry)}: ${exported.name}`);
+  }
+}
+for (const name of missing) console.error(`no @example on the export ${name}`);
+console.log(`${String(checked)} exports checked for an @example`);
+if (diagnostics.length > 0 || missing.length > 0) {
   console.error(`${String(diagnostics.length)} error(s) in ${String(count)} examples`);
   process.exit(1);
 }
