@@ -436,7 +436,11 @@ export class ProcessingRunner<P = unknown, R = unknown> extends EventEmitter<Run
 
   /** Checks what prepare returned and emits `prepare`. */
   #prepared(state: ProcessingState<P>, runId: number): ProcessingState<P> {
-    if (typeof state !== 'object' || (state as unknown) === null || state.runId !== runId) {
+    // The library's own prepare() always returns a fresh `{ runId, request, processing }`, so
+    // only an overridden one is checked. Reading `state.runId` here also stops V8 from
+    // eliminating the state and context objects: 112 bytes and ~2 ns more per run (bench/).
+    const ownPrepare = this.prepare === DEFAULT_PREPARE;
+    if (!ownPrepare && (typeof state !== 'object' || (state as unknown) === null || state.runId !== runId)) {
       throw new TypeError(`Expected prepare() to return a state with runId ${String(runId)}, got ${describeValue(state)}`);
     }
     if (this.#onPrepare !== undefined) this.#dispatch1(this.#onPrepare, 'prepare', state);
@@ -486,6 +490,10 @@ export class ProcessingRunner<P = unknown, R = unknown> extends EventEmitter<Run
     return next();
   }
 }
+
+/** The default prepare phase, to tell it from an override (see `#prepared`). */
+// eslint-disable-next-line @typescript-eslint/unbound-method -- compared, never called
+const DEFAULT_PREPARE: unknown = ProcessingRunner.prototype.prepare;
 
 /** Checked before each phase: the signal may abort at any time, even from a listener. */
 function throwIfAborted(signal: AbortSignal | undefined): void {
