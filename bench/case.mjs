@@ -16,7 +16,7 @@ if (definition === undefined) throw new Error(`Unknown case ${JSON.stringify(nam
 if (mode === 'inflight') useAsyncProcessor();
 
 const counter = { calls: 0 };
-const runOnce = definition.setup(listeners, counter);
+const runOnce = await definition.setup(listeners, counter);
 const request = makeRequest();
 const isAsync = definition.kind === 'async' || mode === 'inflight';
 const callsPerRun = definition.listens === false ? 0 : EVENTS.length * listeners;

@@ -1,16 +1,8 @@
 // The workload and every variant of it. Each case runs in a process of its own (see case.mjs),
 // so each variant's call sites stay monomorphic and no case's JIT state reaches another's.
-import { EventEmitter as NodeEventEmitter } from 'node:events';
-import diagnosticsChannel from 'node:diagnostics_channel';
+// Peers are imported inside their case's setup, so a process loads only the one it measures.
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-
-import Emittery from 'emittery';
-import { EventEmitter as EventEmitter3 } from 'eventemitter3';
-import { createHooks } from 'hookable';
-import mitt from 'mitt';
-import tapable from 'tapable';
-import { EventEmitter as Tseep } from 'tseep';
 
 // The built library, what users get (`npm run build` first). BENCH_DIST points at another
 // build, to compare a change before and after (see bench/README.md).
@@ -120,7 +112,8 @@ const nothing = () => undefined;
 /**
  * Every case: `kind` is what its ratio is taken against (`sync` → `baseline`,
  * `async` → `async-baseline`); `setup(listeners, counter)` returns `runOnce(request)`, with
- * `listeners` listeners on each of the three events, each calling `counter.calls++`.
+ * `listeners` listeners on each of the three events, each calling `counter.calls++`
+ * (possibly as a promise: peers are loaded on demand).
  */
 export const CASES = {
   baseline: {
@@ -154,7 +147,8 @@ export const CASES = {
   },
   eventemitter3: {
     kind: 'sync',
-    setup: (listeners, counter) => {
+    setup: async (listeners, counter) => {
+      const { EventEmitter: EventEmitter3 } = await import('eventemitter3');
       const emitter = new EventEmitter3();
       addListeners(listeners, counter, (event, fn) => emitter.on(event, fn));
       return syncRun(
@@ -166,7 +160,8 @@ export const CASES = {
   },
   'node:events': {
     kind: 'sync',
-    setup: (listeners, counter) => {
+    setup: async (listeners, counter) => {
+      const { EventEmitter: NodeEventEmitter } = await import('node:events');
       const emitter = new NodeEventEmitter();
       emitter.setMaxListeners(0);
       addListeners(listeners, counter, (event, fn) => emitter.on(event, fn));
@@ -179,7 +174,8 @@ export const CASES = {
   },
   diagnostics_channel: {
     kind: 'sync',
-    setup: (listeners, counter) => {
+    setup: async (listeners, counter) => {
+      const { default: diagnosticsChannel } = await import('node:diagnostics_channel');
       // Unique names per process are not needed: each case has a process of its own.
       const channels = Object.fromEntries(EVENTS.map((event) => [event, diagnosticsChannel.channel(`bench:${event}`)]));
       addListeners(listeners, counter, (event, fn) => channels[event].subscribe(fn));
@@ -200,7 +196,8 @@ export const CASES = {
   },
   tapable: {
     kind: 'sync',
-    setup: (listeners, counter) => {
+    setup: async (listeners, counter) => {
+      const { default: tapable } = await import('tapable');
       const hooks = {
         prepare: new tapable.SyncHook(['state']),
         execute: new tapable.SyncHook(['state', 'result']),
@@ -216,7 +213,8 @@ export const CASES = {
   },
   mitt: {
     kind: 'sync',
-    setup: (listeners, counter) => {
+    setup: async (listeners, counter) => {
+      const { default: mitt } = await import('mitt');
       const emitter = mitt();
       addListeners(listeners, counter, (event, fn) => emitter.on(event, fn));
       // mitt carries one payload; unguarded, as its README uses it.
@@ -229,7 +227,8 @@ export const CASES = {
   },
   tseep: {
     kind: 'sync',
-    setup: (listeners, counter) => {
+    setup: async (listeners, counter) => {
+      const { EventEmitter: Tseep } = await import('tseep');
       const emitter = new Tseep();
       addListeners(listeners, counter, (event, fn) => emitter.on(event, fn));
       return syncRun(
@@ -241,7 +240,8 @@ export const CASES = {
   },
   hookable: {
     kind: 'async',
-    setup: (listeners, counter) => {
+    setup: async (listeners, counter) => {
+      const { createHooks } = await import('hookable');
       const hooks = createHooks();
       addListeners(listeners, counter, (event, fn) => hooks.hook(event, fn));
       // callHook returns a promise only when a hook did; the run awaits only then.
@@ -254,7 +254,8 @@ export const CASES = {
   },
   emittery: {
     kind: 'async',
-    setup: (listeners, counter) => {
+    setup: async (listeners, counter) => {
+      const { default: Emittery } = await import('emittery');
       const emitter = new Emittery();
       addListeners(listeners, counter, (event, fn) => emitter.on(event, fn));
       // emit() always returns a promise, so every event costs an await.

@@ -4,7 +4,7 @@
 //   npm run bench                 full run (builds first)
 //   npm run bench -- --quick      every case briefly; exits 1 if any case's calls or results are wrong
 //   npm run bench -- --rounds 3 --only runSync,baseline
-import { execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -78,27 +78,43 @@ function shuffle(items) {
   return copy;
 }
 
+/** Runs one case in a fresh `node`; resolves with its JSON line, or its failure. */
 function runChild(spec) {
+  // Room for every allocation of the window in the young generation (up to ~720 B × runs).
+  const semiSpaceMb = spec.quick ? 256 : 1024;
   const flags =
-    spec.mode === 'alloc' ? ['--expose-gc', '--max-semi-space-size=1024', '--min-semi-space-size=1024'] : [];
-  try {
-    const stdout = execFileSync(process.execPath, [...flags, path.join(here, 'case.mjs'), JSON.stringify(spec)], {
-      cwd: root,
-      encoding: 'utf8',
-      stdio: ['ignore', 'pipe', 'pipe'],
-      timeout: 120_000,
+    spec.mode === 'alloc' ? ['--expose-gc', `--max-semi-space-size=${String(semiSpaceMb)}`, `--min-semi-space-size=${String(semiSpaceMb)}`] : [];
+  const args = [...flags, path.join(here, 'case.mjs'), JSON.stringify(spec)];
+  return new Promise((resolve) => {
+    execFile(process.execPath, args, { cwd: root, encoding: 'utf8', timeout: 120_000 }, (error, stdout, stderr) => {
+      let parsed;
+      try {
+        parsed = JSON.parse(stdout.trim().split('\n').at(-1));
+      } catch {
+        parsed = { failures: [`child failed: ${String(stderr || error?.message).trim().split('\n').slice(0, 5).join(' | ')}`] };
+      }
+      const failures = parsed.failures?.length ? parsed.failures : error ? ['child exited non-zero'] : [];
+      resolve({ ...spec, ...parsed, failures });
     });
-    return JSON.parse(stdout.trim().split('\n').at(-1));
-  } catch (error) {
-    const output = typeof error.stdout === 'string' ? error.stdout.trim().split('\n').at(-1) : '';
-    let parsed;
-    try {
-      parsed = JSON.parse(output);
-    } catch {
-      parsed = { failures: [`child failed: ${String(error.stderr ?? error.message).trim().split('\n').slice(0, 5).join(' | ')}`] };
+  });
+}
+
+/**
+ * Runs `specs` with at most `width` children at once, in order of start. Timed runs use one
+ * (a second process would share the CPU); --quick checks correctness only, so it uses more.
+ */
+async function runAll(specs, width, onResult) {
+  const results = new Array(specs.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < specs.length) {
+      const index = next++;
+      results[index] = await runChild(specs[index]);
+      onResult(specs[index], results[index]);
     }
-    return { ...spec, ...parsed, failures: parsed.failures?.length ? parsed.failures : ['child exited non-zero'] };
-  }
+  };
+  await Promise.all(Array.from({ length: width }, worker));
+  return results;
 }
 
 function median(values) {
@@ -117,18 +133,16 @@ const cases = timedCases();
 const results = []; // one entry per child: { round, ...result }
 const failures = [];
 
+const width = quick ? Math.max(1, os.availableParallelism()) : 1;
 for (let round = 1; round <= rounds; round++) {
-  for (const spec of shuffle(cases)) {
-    const result = runChild(spec);
+  await runAll(shuffle(cases), width, (spec, result) => {
     results.push({ round, ...result });
-    for (const failure of result.failures ?? []) failures.push(`${spec.id} (round ${String(round)}): ${failure}`);
+    for (const failure of result.failures) failures.push(`${spec.id} (round ${String(round)}): ${failure}`);
     process.stderr.write(`round ${String(round)}/${String(rounds)}  ${spec.id.padEnd(44)} ${result.ns === undefined ? 'FAILED' : format(result.ns)}\n`);
-  }
+  });
 }
-const allocations = allocCases().map((spec) => {
-  const result = runChild(spec);
-  for (const failure of result.failures ?? []) failures.push(`${spec.id}: ${failure}`);
-  return result;
+const allocations = await runAll(allocCases(), 1, (spec, result) => {
+  for (const failure of result.failures) failures.push(`${spec.id}: ${failure}`);
 });
 
 // ---- aggregate ---------------------------------------------------------------------------
