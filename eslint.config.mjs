@@ -4,7 +4,7 @@ import globals from 'globals';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['coverage/', 'dist/', 'cli/dist/', 'docs/api/', 'out/', 'node_modules/', '.examples-*/'] },
+  { ignores: ['coverage/', 'dist/', 'cli/dist/', 'docs/api/', 'out/', 'node_modules/', '.examples-*/', '.bench-results/'] },
   eslint.configs.recommended,
   ...tseslint.configs.strictTypeChecked,
   ...tseslint.configs.stylisticTypeChecked,
@@ -34,5 +34,10 @@ export default tseslint.config(
     files: ['jest.config.js', '**/*.cjs'],
     languageOptions: { sourceType: 'commonjs' },
     rules: { '@typescript-eslint/no-require-imports': 'off' },
+  },
+  {
+    // The benchmark is plain ESM run by Node (emittery is ESM-only).
+    files: ['bench/**/*.mjs'],
+    languageOptions: { globals: { process: 'readonly', console: 'readonly', setImmediate: 'readonly' } },
   },
 );

@@ -73,7 +73,7 @@ interface ListenerRecord {
   readonly once: boolean;
 }
 
-/** An immutable copy of one event's listeners, replaced whenever they change. */
+/** A copy of one event's listeners, never changed: replaced whenever they change. */
 type Listeners = readonly ListenerRecord[];
 
 /** eventemitter3's storage: one record or an array of them per event name. */
@@ -372,7 +372,9 @@ export class ProcessingRunner<P = unknown, R = unknown> extends EventEmitter<Run
   #refresh(event: RunnerEventName<P, R>): void {
     // eventemitter3 prefixes its keys only on engines without Object.create; a test pins that.
     const stored = (this as unknown as EmitterStorage)._events[event];
-    const listeners = stored === undefined ? undefined : Object.freeze(Array.isArray(stored) ? [...stored] : [stored]);
+    // Not frozen: frozen elements take a slow path in every dispatch loop (~15 ns per event in
+    // bench/), and nothing outside this class ever sees these arrays.
+    const listeners = stored === undefined ? undefined : Array.isArray(stored) ? [...stored] : [stored];
     switch (event) {
       case 'start':
         this.#onStart = listeners;
@@ -407,7 +409,10 @@ export class ProcessingRunner<P = unknown, R = unknown> extends EventEmitter<Run
    * going when a listener throws.
    */
   #dispatch(listeners: Listeners, event: RunnerEventName<P, R>, a: unknown, b: unknown): void {
-    for (const listener of listeners) {
+    // Indexed, not for-of: ~2 ns less per event in bench/ (no iterator to set up).
+    for (let index = 0, count = listeners.length; index < count; index++) {
+      // eslint-disable-next-line @typescript-eslint/non-nullable-type-assertion-style -- index < count
+      const listener = listeners[index] as ListenerRecord;
       if (listener.once) this.removeListener(event, listener.fn, undefined, true);
       try {
         listener.fn.call(listener.context, a, b);
@@ -419,7 +424,10 @@ export class ProcessingRunner<P = unknown, R = unknown> extends EventEmitter<Run
 
   /** The one-argument form of `#dispatch`, so listeners see exactly the documented arguments. */
   #dispatch1(listeners: Listeners, event: RunnerEventName<P, R>, a: unknown): void {
-    for (const listener of listeners) {
+    // Indexed, not for-of: ~2 ns less per event in bench/ (no iterator to set up).
+    for (let index = 0, count = listeners.length; index < count; index++) {
+      // eslint-disable-next-line @typescript-eslint/non-nullable-type-assertion-style -- index < count
+      const listener = listeners[index] as ListenerRecord;
       if (listener.once) this.removeListener(event, listener.fn, undefined, true);
       try {
         listener.fn.call(listener.context, a);
@@ -448,7 +456,11 @@ export class ProcessingRunner<P = unknown, R = unknown> extends EventEmitter<Run
 
   /** Checks what prepare returned and emits `prepare`. */
   #prepared(state: ProcessingState<P>, runId: number): ProcessingState<P> {
-    if (typeof state !== 'object' || (state as unknown) === null || state.runId !== runId) {
+    // The library's own prepare() always returns a fresh `{ runId, request, processing }`, so
+    // only an overridden one is checked. Reading `state.runId` here also stops V8 from
+    // eliminating the state and context objects: 112 bytes and ~2 ns more per run (bench/).
+    const ownPrepare = this.prepare === DEFAULT_PREPARE;
+    if (!ownPrepare && (typeof state !== 'object' || (state as unknown) === null || state.runId !== runId)) {
       throw new TypeError(`Expected prepare() to return a state with runId ${String(runId)}, got ${describeValue(state)}`);
     }
     if (this.#onPrepare !== undefined) this.#dispatch1(this.#onPrepare, 'prepare', state);
@@ -491,6 +503,10 @@ export class ProcessingRunner<P = unknown, R = unknown> extends EventEmitter<Run
     return outermost();
   }
 }
+
+/** The default prepare phase, to tell it from an override (see `#prepared`). */
+// eslint-disable-next-line @typescript-eslint/unbound-method -- compared, never called
+const DEFAULT_PREPARE: unknown = ProcessingRunner.prototype.prepare;
 
 /** Checked before each phase: the signal may abort at any time, even from a listener. */
 function throwIfAborted(signal: AbortSignal | undefined): void {

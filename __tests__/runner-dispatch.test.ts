@@ -1,0 +1,120 @@
+// Pins the behaviour that the performance changes to src/runner.ts (bench/, issue 5) must keep:
+// the state check of an overridden prepare(), and listener dispatch order and isolation.
+import { ProcessingRequest, ProcessingRunner, type ProcessingRequestLike, type ProcessingState } from '../src/index.js';
+
+const request = new ProcessingRequest({ n: 21 });
+const double = ({ n }: { n: number }): { doubled: number } => ({ doubled: n * 2 });
+
+class WrongIdRunner extends ProcessingRunner<{ n: number }, { doubled: number }> {
+  override prepare(given: ProcessingRequestLike<{ n: number }>, runId: number): ProcessingState<{ n: number }> {
+    return { runId: runId + 1, request: given, processing: given.processing };
+  }
+}
+
+describe('prepare()', () => {
+  test('.runSync() - the default prepare() gives prepare listeners a state with the run id', () => {
+    const runner = new ProcessingRunner({ processor: double });
+    const seen: ProcessingState<{ n: number }>[] = [];
+    let startId = 0;
+    runner.on('start', (_request, runId) => (startId = runId));
+    runner.on('prepare', (state) => seen.push(state));
+    expect(runner.runSync(request)).toEqual({ doubled: 42 });
+    expect(seen).toHaveLength(1);
+    expect(seen[0]).toEqual({ runId: startId, request, processing: request.processing });
+    expect(seen[0]?.request).toBe(request);
+  });
+
+  test('.runSync() - an overridden prepare() that returns another run id fails the run in prepare', () => {
+    const runner = new WrongIdRunner({ processor: double });
+    const failures: unknown[] = [];
+    runner.on('error', (_error, failure) => failures.push(failure.phase));
+    expect(() => runner.runSync(request)).toThrow(/^Expected prepare\(\) to return a state with runId \d+, got an object$/);
+    expect(failures).toEqual(['prepare']);
+  });
+
+  test('.run() - an overridden prepare() that returns no object rejects with a TypeError', async () => {
+    class NullRunner extends ProcessingRunner<{ n: number }, { doubled: number }> {
+      override prepare(): ProcessingState<{ n: number }> {
+        return null as unknown as ProcessingState<{ n: number }>;
+      }
+    }
+    await expect(new NullRunner({ processor: double }).run(request)).rejects.toThrow(TypeError);
+    await expect(new WrongIdRunner({ processor: double }).run(request)).rejects.toThrow(/with runId/);
+  });
+
+  test('.runSync() - a prepare() assigned on the instance is checked too', () => {
+    const runner = new ProcessingRunner({ processor: double });
+    runner.prepare = (given, runId) => ({ runId: runId - 1, request: given, processing: given.processing });
+    expect(() => runner.runSync(request)).toThrow(TypeError);
+  });
+});
+
+describe('listener dispatch', () => {
+  test('.runSync() - calls listeners in the order they were added, with the documented arguments', () => {
+    const runner = new ProcessingRunner({ processor: double });
+    const calls: string[] = [];
+    runner.on('execute', (...args) => calls.push(`a${String(args.length)}`));
+    runner.on('execute', () => calls.push('b'));
+    runner.on('prepare', (...args) => calls.push(`prepare${String(args.length)}`));
+    runner.on('finalize', (state, result) => calls.push(`finalize ${String(result.doubled)} ${String(state.processing.n)}`));
+    runner.runSync(request);
+    expect(calls).toEqual(['prepare1', 'a2', 'b', 'finalize 42 21']);
+  });
+
+  test('.on() - a listener added during an emit waits for the next emit; one removed still hears this one', () => {
+    const runner = new ProcessingRunner({ processor: double });
+    const calls: string[] = [];
+    const late = (): void => {
+      calls.push('late');
+    };
+    const removed = (): void => {
+      calls.push('removed');
+    };
+    runner.on('finalize', () => {
+      calls.push('first');
+      runner.on('finalize', late);
+      runner.off('finalize', removed);
+    });
+    runner.on('finalize', removed);
+    runner.runSync(request);
+    expect(calls).toEqual(['first', 'removed']);
+    calls.length = 0;
+    runner.runSync(request);
+    expect(calls).toEqual(['first', 'late']);
+  });
+
+  test('.once() - a once listener hears one run only', () => {
+    const runner = new ProcessingRunner({ processor: double });
+    let calls = 0;
+    runner.once('execute', () => calls++);
+    runner.runSync(request);
+    runner.runSync(request);
+    expect(calls).toBe(1);
+    expect(runner.listenerCount('execute')).toBe(0);
+  });
+
+  test('.runSync() - a throwing listener changes nothing; the next listener runs and listenerError hears it', () => {
+    const runner = new ProcessingRunner({ processor: double });
+    const boom = new Error('boom');
+    const heard: unknown[] = [];
+    let after = 0;
+    runner.on('listenerError', (error, { event }) => heard.push([error, event]));
+    runner.on('execute', () => {
+      throw boom;
+    });
+    runner.on('execute', () => after++);
+    expect(runner.runSync(request)).toEqual({ doubled: 42 });
+    expect(after).toBe(1);
+    expect(heard).toEqual([[boom, 'execute']]);
+  });
+
+  test('.removeAllListeners() - no listener is called after it', () => {
+    const runner = new ProcessingRunner({ processor: double });
+    let calls = 0;
+    runner.on('prepare', () => calls++);
+    runner.on('finalize', () => calls++);
+    runner.removeAllListeners();
+    runner.runSync(request);
+    expect(calls).toBe(0);
+  });
+});
