@@ -437,22 +437,20 @@ export class ProcessingRunner<P = unknown, R = unknown> extends EventEmitter<Run
     }
   }
 
+  /**
+   * Sends a listener's error to the `listenerError` listeners, or re-throws it asynchronously
+   * when there are none. An error thrown by a `listenerError` listener is re-thrown too, never
+   * sent back into `listenerError`, which could go round for ever.
+   */
   #listenerFailed(error: unknown, event: RunnerEventName<P, R>): void {
     const listeners = this.#onListenerError;
-    if (listeners === undefined) {
+    if (listeners === undefined || event === 'listenerError') {
       rethrowAsync(error);
-      return;
-    }
-    for (const listener of listeners) {
-      if (listener.once) this.removeListener('listenerError', listener.fn, undefined, true);
-      try {
-        listener.fn.call(listener.context, error, { event });
-      } catch (failure) {
-        // Not back into listenerError: that could go round for ever.
-        rethrowAsync(failure);
-      }
+    } else {
+      this.#dispatch(listeners, 'listenerError', error, { event });
     }
   }
+
 
   /** Checks what prepare returned and emits `prepare`. */
   #prepared(state: ProcessingState<P>, runId: number): ProcessingState<P> {
