@@ -6,6 +6,7 @@ import { createDetach, type Detach } from './detach.js';
 import { describeValue } from './describe.js';
 import type { Phase, ProgressUpdate, RunFailure, RunnerEventName, RunnerEvents } from './events.js';
 import { assertRequest, type ProcessingRequestLike, type ProcessingState } from './request.js';
+import { isThenable } from './thenable.js';
 
 /**
  * The host's inner processing function, what `process_images_inner` is to
@@ -509,14 +510,6 @@ const DEFAULT_PREPARE: unknown = ProcessingRunner.prototype.prepare;
 /** Checked before each phase: the signal may abort at any time, even from a listener. */
 function throwIfAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted === true) throw signal.reason;
-}
-
-function isThenable<T>(value: T | PromiseLike<T>): value is PromiseLike<T> {
-  return (
-    value !== null &&
-    (typeof value === 'object' || typeof value === 'function') &&
-    typeof (value as { then?: unknown }).then === 'function'
-  );
 }
 
 /** `runSync`'s guard: a phase that returned a thenable fails the run with a pointer to `run()`. */

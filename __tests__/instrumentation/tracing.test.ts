@@ -9,6 +9,7 @@ import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type Re
 
 import { ProcessingRequest, ProcessingRunner, type ProcessingState, type RunContext } from '../../src/index.js';
 import { attachTracing } from '../../src/tracing.js';
+import { deferred, flush } from './helpers.js';
 
 const exporter = new InMemorySpanExporter();
 // The SDK takes a span's start from Date.now() (whole milliseconds) and its end from the
@@ -55,27 +56,6 @@ const NESTED_LIFECYCLE = [
   'end processing.finalize',
   'end processing.run',
 ];
-
-interface Deferred<T> {
-  readonly promise: Promise<T>;
-  readonly resolve: (value: T) => void;
-  readonly reject: (reason: unknown) => void;
-}
-
-function defer<T>(): Deferred<T> {
-  let resolve!: (value: T) => void;
-  let reject!: (reason: unknown) => void;
-  const promise = new Promise<T>((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
-  return { promise, resolve, reject };
-}
-
-/** Lets pending promise jobs and one macrotask run. */
-async function flush(): Promise<void> {
-  await new Promise((resolve) => setImmediate(resolve));
-}
 
 function finished(): ReadableSpan[] {
   return exporter.getFinishedSpans();
@@ -126,7 +106,7 @@ describe('attachTracing()', () => {
   });
 
   test('attachTracing() - a phase span stays open until an asynchronous phase settles', async () => {
-    const processed = defer<string>();
+    const processed = deferred<string>();
     const runner = new ProcessingRunner({ processor: () => processed.promise });
     attachTracing(runner, { tracer });
 
@@ -299,7 +279,7 @@ describe('attachTracing()', () => {
 
   test('attachTracing() - a cancelled run is not an error: processing.cancelled is set on the run and phase spans', async () => {
     const controller = new AbortController();
-    const started = defer<undefined>();
+    const started = deferred<undefined>();
     const runner = new ProcessingRunner({
       processor: async (_: null, { signal }: RunContext) => {
         started.resolve(undefined);
@@ -346,8 +326,8 @@ describe('attachTracing()', () => {
   });
 
   test('attachTracing() - concurrent runs on one runner each get their own span tree', async () => {
-    const firstResult = defer<string>();
-    const secondResult = defer<string>();
+    const firstResult = deferred<string>();
+    const secondResult = deferred<string>();
     const runner = new ProcessingRunner({ processor: (name: string) => (name === 'first' ? firstResult : secondResult).promise });
     const ids = runIds(runner);
     attachTracing(runner, { tracer });
@@ -395,8 +375,8 @@ describe('attachTracing()', () => {
   });
 
   test('attachTracing() - runs that started before attaching are not traced', async () => {
-    const processed = defer<string>();
-    const failed = defer<string>();
+    const processed = deferred<string>();
+    const failed = deferred<string>();
     const runner = new ProcessingRunner({
       processor: async (fail: boolean, { reportProgress }: RunContext) => {
         const result = await (fail ? failed.promise : processed.promise);
@@ -553,7 +533,7 @@ describe('attachTracing()', () => {
   });
 
   test('attachTracing() - detaching ends the spans of runs in flight, marked processing.detached', async () => {
-    const processed = defer<string>();
+    const processed = deferred<string>();
     const runner = new ProcessingRunner({ processor: () => processed.promise });
     const detach = attachTracing(runner, { tracer });
 

@@ -48,14 +48,15 @@ export function assertOptionalFunction(value: unknown, name: string): void {
 }
 
 /**
- * Throws the house `TypeError` unless `runner` has `on` and `off`. Duck-typed rather than
- * `instanceof`, so a runner from another copy of the package passes.
+ * Throws the house `TypeError` unless `runner` has `on` and `off`, and `wrapPhases` when the
+ * module wraps phases. Duck-typed rather than `instanceof`, so a runner from another copy of
+ * the package passes.
  *
  * @internal
  */
-export function assertRunner(runner: unknown): void {
-  const { on, off } = (typeof runner === 'object' && runner !== null ? runner : {}) as { on?: unknown; off?: unknown };
-  if (typeof on !== 'function' || typeof off !== 'function') {
+export function assertRunner(runner: unknown, wrapsPhases = false): void {
+  const { on, off, wrapPhases } = (typeof runner === 'object' && runner !== null ? runner : {}) as Record<string, unknown>;
+  if (typeof on !== 'function' || typeof off !== 'function' || (wrapsPhases && typeof wrapPhases !== 'function')) {
     throw new TypeError(`Expected \`runner\` to be a ProcessingRunner, got ${describeValue(runner)}`);
   }
 }

@@ -5,7 +5,8 @@ import type { Phase, RunFailure } from '../events.js';
 import type { ProcessingRequestLike, ProcessingState } from '../request.js';
 import type { PhaseWrapper, ProcessingRunner } from '../runner.js';
 import { listenTo } from './attach.js';
-import { assertWrappableRunner, isThenable } from './internal.js';
+import { isThenable } from '../thenable.js';
+import { assertRunner } from './attach.js';
 
 /**
  * The names of the `node:diagnostics_channel` TracingChannels {@link attachDiagnosticsChannel}
@@ -136,7 +137,7 @@ type Channel<M extends object> = TracingChannel<unknown, M>;
  * ```
  */
 export function attachDiagnosticsChannel<P, R>(runner: ProcessingRunner<P, R>): Detach {
-  assertWrappableRunner(runner);
+  assertRunner(runner, true);
   const runChannel: Channel<RunChannelMessage<P, R>> = tracingChannel(DIAGNOSTICS_CHANNEL_NAMES.run);
   const phaseChannels: Readonly<Record<Phase, Channel<PhaseChannelMessage>>> = {
     prepare: tracingChannel(DIAGNOSTICS_CHANNEL_NAMES.prepare),

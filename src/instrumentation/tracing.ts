@@ -6,7 +6,7 @@ import type { ProgressUpdate, RunFailure } from '../events.js';
 import type { ProcessingRequestLike, ProcessingState } from '../request.js';
 import type { PhaseWrapper, ProcessingRunner } from '../runner.js';
 import { assertOptionalFunction, assertOptions, listenTo } from './attach.js';
-import { assertWrappableRunner } from './internal.js';
+import { assertRunner } from './attach.js';
 
 /**
  * Options of {@link attachTracing}.
@@ -92,7 +92,7 @@ interface TracedRun {
  * ```
  */
 export function attachTracing<P, R>(runner: ProcessingRunner<P, R>, options: TracingOptions<P>): Detach {
-  assertWrappableRunner(runner);
+  assertRunner(runner, true);
   assertOptions(options, 'an object like { tracer }');
   const { tracer, requestAttributes } = options;
   if (typeof tracer !== 'object' || (tracer as unknown) === null || typeof (tracer as Partial<Tracer>).startSpan !== 'function') {
