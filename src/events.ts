@@ -146,3 +146,31 @@ export type RunnerEventName<P, R> = keyof RunnerEvents<P, R>;
  * ```
  */
 export type RunnerListener<P, R, E extends RunnerEventName<P, R>> = (...args: RunnerEvents<P, R>[E]) => void;
+
+/** Every event name, once; a `Record` so the compiler flags an event added to the map but not here. */
+const EVENT_SET: Readonly<Record<RunnerEventName<unknown, unknown>, true>> = {
+  start: true,
+  prepare: true,
+  progress: true,
+  execute: true,
+  finalize: true,
+  error: true,
+  cancelled: true,
+  listenerError: true,
+};
+
+/**
+ * Every runner event name, in the order of the map.
+ *
+ * @internal
+ */
+export const EVENT_NAMES = Object.keys(EVENT_SET) as readonly RunnerEventName<unknown, unknown>[];
+
+/**
+ * Whether `name` is a runner event name.
+ *
+ * @internal
+ */
+export function isEventName(name: unknown): name is RunnerEventName<unknown, unknown> {
+  return typeof name === 'string' && Object.hasOwn(EVENT_SET, name);
+}

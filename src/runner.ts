@@ -4,7 +4,7 @@ import { isCancellation, openCancellation, type RunOptions } from './cancellatio
 import { RunContextImpl, type ProgressSink, type RunContext } from './context.js';
 import { createDetach, type Detach } from './detach.js';
 import { describeValue } from './describe.js';
-import type { Phase, ProgressUpdate, RunFailure, RunnerEventName, RunnerEvents } from './events.js';
+import { EVENT_NAMES, type Phase, type ProgressUpdate, type RunFailure, type RunnerEventName, type RunnerEvents } from './events.js';
 import { assertRequest, type ProcessingRequestLike, type ProcessingState } from './request.js';
 import { isThenable } from './thenable.js';
 
@@ -81,17 +81,6 @@ type Listeners = readonly ListenerRecord[];
 interface EmitterStorage {
   readonly _events: Record<string, ListenerRecord | ListenerRecord[] | undefined>;
 }
-
-const EVENT_NAMES: readonly RunnerEventName<unknown, unknown>[] = [
-  'start',
-  'prepare',
-  'progress',
-  'execute',
-  'finalize',
-  'error',
-  'cancelled',
-  'listenerError',
-];
 
 let lastRunId = 0;
 

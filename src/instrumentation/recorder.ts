@@ -1,6 +1,6 @@
 import type { Detach } from '../detach.js';
 import { describeValue } from '../describe.js';
-import type { RunnerEventName, RunnerEvents } from '../events.js';
+import { EVENT_NAMES, isEventName, type RunnerEventName, type RunnerEvents } from '../events.js';
 import type { ProcessingRunner } from '../runner.js';
 import { assertRunner, listenTo, type ListenerSet } from './attach.js';
 
@@ -69,20 +69,8 @@ export interface EventRecorder<P, R> extends Detach {
   clear(): void;
 }
 
-/** Every event name, checked against the map by the compiler so a new event cannot be missed. */
-const EVERY_EVENT: Readonly<Record<RunnerEventName<unknown, unknown>, true>> = {
-  start: true,
-  prepare: true,
-  progress: true,
-  execute: true,
-  finalize: true,
-  error: true,
-  cancelled: true,
-  listenerError: true,
-};
-
 /** What `recordEvents()` records by default: every event but `listenerError`. */
-const LIFECYCLE_EVENTS = (Object.keys(EVERY_EVENT) as RunnerEventName<unknown, unknown>[]).filter((event) => event !== 'listenerError');
+const LIFECYCLE_EVENTS = EVENT_NAMES.filter((event) => event !== 'listenerError');
 
 /**
  * Records the events of `runner` in the order they fire, each with the arguments its
@@ -142,8 +130,8 @@ function assertEventNames(events: unknown): void {
     throw new TypeError(`Expected \`events\` to be an array of event names, got ${describeValue(events)}`);
   }
   for (const event of events as unknown[]) {
-    if (typeof event !== 'string' || !Object.hasOwn(EVERY_EVENT, event)) {
-      throw new TypeError(`Expected \`events\` to hold only runner event names (${Object.keys(EVERY_EVENT).join(', ')}), got ${describeValue(event)}`);
+    if (!isEventName(event)) {
+      throw new TypeError(`Expected \`events\` to hold only runner event names (${EVENT_NAMES.join(', ')}), got ${describeValue(event)}`);
     }
   }
 }
