@@ -49,6 +49,58 @@ describe('prepare()', () => {
   });
 });
 
+describe('prepare() calls', () => {
+  // A run builds the default state itself when prepare() is the library's own and no wrapper
+  // is added (bench/, issue 5). Anything that replaces prepare() must still be called.
+  test('.runSync() and .run() - a jest spy on prepare() is called once per run with the request and run id', async () => {
+    const runner = new ProcessingRunner({ processor: double });
+    const prepare = jest.spyOn(runner, 'prepare');
+    const ids: number[] = [];
+    runner.on('start', (_request, runId) => ids.push(runId));
+    expect(runner.runSync(request)).toEqual({ doubled: 42 });
+    await expect(runner.run(request)).resolves.toEqual({ doubled: 42 });
+    expect(prepare.mock.calls).toEqual([
+      [request, ids[0]],
+      [request, ids[1]],
+    ]);
+    prepare.mockRestore();
+  });
+
+  test('.runSync() - with a phase wrapper, the default prepare() is called inside it', () => {
+    const runner = new ProcessingRunner({ processor: double });
+    const phases: string[] = [];
+    const detach = runner.wrapPhases((phase, _runId, next) => {
+      phases.push(phase);
+      return next();
+    });
+    expect(runner.runSync(request)).toEqual({ doubled: 42 });
+    expect(phases).toEqual(['prepare', 'execute', 'finalize']);
+    detach();
+    expect(runner.runSync(request)).toEqual({ doubled: 42 });
+    expect(phases).toHaveLength(3);
+  });
+
+  test('.runSync() - a wrapper that replaces the state prepare() returned is checked like an override', () => {
+    const runner = new ProcessingRunner({ processor: double });
+    const failures: string[] = [];
+    runner.on('error', (_error, failure) => failures.push(failure.phase));
+    runner.wrapPhases((phase, _runId, next) => (phase === 'prepare' ? ({} as ReturnType<typeof next>) : next()));
+    expect(() => runner.runSync(request)).toThrow(/^Expected prepare\(\) to return a state with runId \d+, got an object$/);
+    expect(failures).toEqual(['prepare']);
+  });
+
+  test('.runSync() - without a wrapper, each run gets a fresh state with its own run id', () => {
+    const runner = new ProcessingRunner({ processor: (_processing: { n: number }, context) => context.runId });
+    const states: ProcessingState<{ n: number }>[] = [];
+    runner.on('execute', (state) => states.push(state));
+    const first = runner.runSync(request);
+    const second = runner.runSync(request);
+    expect(second).toBe(first + 1);
+    expect(states.map((state) => state.runId)).toEqual([first, second]);
+    expect(states[0]).not.toBe(states[1]);
+  });
+});
+
 describe('listener dispatch', () => {
   test('.runSync() - calls listeners in the order they were added, with the documented arguments', () => {
     const runner = new ProcessingRunner({ processor: double });

@@ -4,7 +4,7 @@
 //   npm run bench                 full run (builds first)
 //   npm run bench -- --quick      every case briefly; exits 1 if any case's calls or results are wrong
 //   npm run bench -- --rounds 3 --only runSync,baseline
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -56,6 +56,33 @@ function allocCases() {
   return ['baseline', 'runSync', 'async-baseline', 'run']
     .filter((name) => only === undefined || only.has(name))
     .map((name) => ({ name, listeners: 0, mode: 'alloc', allocRuns, quick, id: `${name} alloc` }));
+}
+
+/**
+ * `runSync()` at 0 listeners is as fast as it is because V8 inlines it into its caller, which
+ * V8 does only for functions of at most `--max-inlined-bytecode-size` bytes of bytecode (460
+ * on Node 20 and 22). One more line in `runSync()` could cross that without any test noticing,
+ * so every run, quick or full, compares the two: deterministic, unlike a time.
+ */
+function runSyncBytecode() {
+  const options = execFileSync(process.execPath, ['--v8-options'], { encoding: 'utf8' });
+  const limit = Number(/default: --max-inlined-bytecode-size=(\d+)/.exec(options)?.[1]);
+  const spec = JSON.stringify({ name: 'runSync', listeners: 0, mode: 'time', quick: true });
+  const printed = execFileSync(
+    process.execPath,
+    ['--print-bytecode', '--print-bytecode-filter=runSync', path.join(here, 'case.mjs'), spec],
+    { cwd: root, encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 },
+  );
+  const size = Number(/Bytecode length: (\d+)/.exec(printed)?.[1]);
+  if (!Number.isInteger(limit) || !Number.isInteger(size)) return { failure: 'could not read runSync()\'s bytecode size or V8\'s inlining limit' };
+  return {
+    size,
+    limit,
+    failure:
+      size > limit
+        ? `runSync() is ${String(size)} bytes of bytecode, over V8's inlining limit of ${String(limit)}: callers can no longer inline it (docs/benchmarks.md)`
+        : undefined,
+  };
 }
 
 function caseId({ name, listeners, mode, inflight }) {
@@ -144,6 +171,8 @@ for (let round = 1; round <= rounds; round++) {
 const allocations = await runAll(allocCases(), 1, (spec, result) => {
   for (const failure of result.failures) failures.push(`${spec.id}: ${failure}`);
 });
+const bytecode = only === undefined || only.has('runSync') ? runSyncBytecode() : undefined;
+if (bytecode?.failure !== undefined) failures.push(bytecode.failure);
 
 // ---- aggregate ---------------------------------------------------------------------------
 
@@ -281,8 +310,12 @@ lines.push('|---|---:|---:|---:|');
 for (const result of allocations) {
   lines.push(`| ${result.name} | ${result.bytesPerRun === undefined ? 'FAILED' : result.bytesPerRun.toFixed(1)} | ${String(result.runs ?? '')} | ${String(result.gcs ?? '')} |`);
 }
+if (bytecode?.size !== undefined) {
+  lines.push('');
+  lines.push(`\`runSync()\` bytecode: ${String(bytecode.size)} bytes; V8 inlines functions of up to ${String(bytecode.limit)} (checked in every mode).`);
+}
 lines.push('');
-lines.push('Targets (reported, never enforced: CI runs --quick, which judges only call counts and results):');
+lines.push('Targets (reported, never enforced: CI runs --quick, which judges only call counts, results and the bytecode size above):');
 lines.push('');
 lines.push('| target | measured | met |');
 lines.push('|---|---|---|');

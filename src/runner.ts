@@ -155,7 +155,7 @@ export class ProcessingRunner<P = unknown, R = unknown> extends EventEmitter<Run
    */
   prepare(request: ProcessingRequestLike<P>, runId: number): ProcessingState<P> | PromiseLike<ProcessingState<P>> {
     assertRequest(request);
-    return { runId, request, processing: request.processing };
+    return newState(request, runId);
   }
 
   /**
@@ -197,25 +197,32 @@ export class ProcessingRunner<P = unknown, R = unknown> extends EventEmitter<Run
     if (signal?.aborted === true) throw signal.reason;
 
     const runId = ++lastRunId;
+    // Listener lists are read from their fields, not kept in locals as runSync() does: every
+    // local of an async function lives in its frame for the whole run (32 bytes more per run).
     if (this.#onStart !== undefined) this.#dispatch(this.#onStart, 'start', request, runId);
     let phase: Phase = 'prepare';
     let state: ProcessingState<P> | undefined;
     let context: RunContextImpl<P> | undefined;
     try {
       throwIfAborted(signal);
-      const prepared = this.#wrappers === undefined ? this.prepare(request, runId) : this.#wrapPrepare(request, runId);
-      state = this.#prepared(isThenable(prepared) ? await prepared : prepared, runId);
+      if (this.#ownPrepare()) {
+        state = newState(request, runId);
+      } else {
+        const prepared = this.#callPrepare(request, runId);
+        state = checkState(isThenable(prepared) ? await prepared : prepared, runId);
+      }
+      if (this.#onPrepare !== undefined) this.#dispatch1(this.#onPrepare, 'prepare', state);
 
       phase = 'execute';
       throwIfAborted(signal);
       context = new RunContextImpl(state, this.#progressSink, signal);
-      const executed = this.#wrappers === undefined ? this.execute(state, context) : this.#wrapExecute(state, context);
+      const executed = this.#callExecute(state, context);
       const result = isThenable(executed) ? await executed : executed;
       if (this.#onExecute !== undefined) this.#dispatch(this.#onExecute, 'execute', state, result);
 
       phase = 'finalize';
       throwIfAborted(signal);
-      const returned = this.#wrappers === undefined ? this.finalize(state, result) : this.#wrapFinalize(state, result);
+      const returned = this.#callFinalize(state, result);
       const finalized = isThenable(returned) ? await returned : returned;
       if (this.#onFinalize !== undefined) this.#dispatch(this.#onFinalize, 'finalize', state, finalized);
       return finalized;
@@ -239,27 +246,35 @@ export class ProcessingRunner<P = unknown, R = unknown> extends EventEmitter<Run
   runSync(request: ProcessingRequestLike<P>): R {
     assertRequest(request);
     const runId = ++lastRunId;
-    if (this.#onStart !== undefined) this.#dispatch(this.#onStart, 'start', request, runId);
+    // Each listener list is read once into a local: less bytecode than reading the field twice,
+    // and runSync() must stay under the size V8 inlines into its caller (docs/benchmarks.md).
+    const onStart = this.#onStart;
+    if (onStart !== undefined) this.#dispatch(onStart, 'start', request, runId);
     let phase: Phase = 'prepare';
     let state: ProcessingState<P> | undefined;
     let context: RunContextImpl<P> | undefined;
     try {
-      const prepared = this.#wrappers === undefined ? this.prepare(request, runId) : this.#wrapPrepare(request, runId);
-      state = this.#prepared(notThenable(prepared, phase), runId);
+      state = this.#ownPrepare() ? newState(request, runId) : checkState(notThenable(this.#callPrepare(request, runId), phase), runId);
+      const onPrepare = this.#onPrepare;
+      if (onPrepare !== undefined) this.#dispatch1(onPrepare, 'prepare', state);
 
       phase = 'execute';
       context = new RunContextImpl(state, this.#progressSink, undefined);
-      const result = notThenable(this.#wrappers === undefined ? this.execute(state, context) : this.#wrapExecute(state, context), phase);
-      if (this.#onExecute !== undefined) this.#dispatch(this.#onExecute, 'execute', state, result);
+      const result = notThenable(this.#callExecute(state, context), phase);
+      const onExecute = this.#onExecute;
+      if (onExecute !== undefined) this.#dispatch(onExecute, 'execute', state, result);
 
       phase = 'finalize';
-      const finalized = notThenable(this.#wrappers === undefined ? this.finalize(state, result) : this.#wrapFinalize(state, result), phase);
-      if (this.#onFinalize !== undefined) this.#dispatch(this.#onFinalize, 'finalize', state, finalized);
+      const finalized = notThenable(this.#callFinalize(state, result), phase);
+      const onFinalize = this.#onFinalize;
+      if (onFinalize !== undefined) this.#dispatch(onFinalize, 'finalize', state, finalized);
+      // Settled on both paths rather than in a `finally`, which would take runSync past the
+      // bytecode size V8 inlines into its caller (see docs/benchmarks.md).
+      context.settle();
       return finalized;
     } catch (error) {
-      throw this.#failed(error, phase, runId, request, state, undefined);
-    } finally {
       context?.settle();
+      throw this.#failed(error, phase, runId, request, state, undefined);
     }
   }
 
@@ -441,18 +456,13 @@ export class ProcessingRunner<P = unknown, R = unknown> extends EventEmitter<Run
     }
   }
 
-
-  /** Checks what prepare returned and emits `prepare`. */
-  #prepared(state: ProcessingState<P>, runId: number): ProcessingState<P> {
-    // The library's own prepare() always returns a fresh `{ runId, request, processing }`, so
-    // only an overridden one is checked. Reading `state.runId` here also stops V8 from
-    // eliminating the state and context objects: 112 bytes and ~2 ns more per run (bench/).
-    const ownPrepare = this.prepare === DEFAULT_PREPARE;
-    if (!ownPrepare && (typeof state !== 'object' || (state as unknown) === null || state.runId !== runId)) {
-      throw new TypeError(`Expected prepare() to return a state with runId ${String(runId)}, got ${describeValue(state)}`);
-    }
-    if (this.#onPrepare !== undefined) this.#dispatch1(this.#onPrepare, 'prepare', state);
-    return state;
+  /**
+   * Whether the run may build the state itself: the library's own prepare() with no wrapper
+   * only validates the request (done before `start`) and returns `newState()`. Skipping the
+   * call keeps a run small enough for V8 to inline whole (see docs/benchmarks.md).
+   */
+  #ownPrepare(): boolean {
+    return this.#wrappers === undefined && this.prepare === DEFAULT_PREPARE;
   }
 
   /** Emits `cancelled` or `error` for a run that stopped, and returns what the run throws. */
@@ -474,6 +484,20 @@ export class ProcessingRunner<P = unknown, R = unknown> extends EventEmitter<Run
     return thrown;
   }
 
+  // The phase calls, through the wrappers when there are any. The `#wrap*` closures are made
+  // in methods of their own, so a run without wrappers never allocates their context.
+  #callPrepare(request: ProcessingRequestLike<P>, runId: number): ProcessingState<P> | PromiseLike<ProcessingState<P>> {
+    return this.#wrappers === undefined ? this.prepare(request, runId) : this.#wrapPrepare(request, runId);
+  }
+
+  #callExecute(state: ProcessingState<P>, context: RunContext): R | PromiseLike<R> {
+    return this.#wrappers === undefined ? this.execute(state, context) : this.#wrapExecute(state, context);
+  }
+
+  #callFinalize(state: ProcessingState<P>, result: R): R | PromiseLike<R> {
+    return this.#wrappers === undefined ? this.finalize(state, result) : this.#wrapFinalize(state, result);
+  }
+
   #wrapPrepare(request: ProcessingRequestLike<P>, runId: number): ProcessingState<P> | PromiseLike<ProcessingState<P>> {
     return this.#wrapped('prepare', runId, () => this.prepare(request, runId));
   }
@@ -492,7 +516,7 @@ export class ProcessingRunner<P = unknown, R = unknown> extends EventEmitter<Run
   }
 }
 
-/** The default prepare phase, to tell it from an override (see `#prepared`). */
+/** The default prepare phase, to tell it from an override (see `#ownPrepare`). */
 // eslint-disable-next-line @typescript-eslint/unbound-method -- compared, never called
 const DEFAULT_PREPARE: unknown = ProcessingRunner.prototype.prepare;
 
@@ -503,10 +527,29 @@ function throwIfAborted(signal: AbortSignal | undefined): void {
 
 /** `runSync`'s guard: a phase that returned a thenable fails the run with a pointer to `run()`. */
 function notThenable<T>(value: T | PromiseLike<T>, phase: Phase): T {
-  if (isThenable(value)) {
-    throw new TypeError(`Expected ${phase}() to return synchronously in runSync(), got a thenable; use run() for asynchronous phases`);
-  }
+  if (isThenable(value)) throw thenableInRunSync(phase);
   return value;
+}
+
+// Error messages are built out of line, here and below, so that the checks on a run's path stay
+// small enough for V8 to inline the whole run (see docs/benchmarks.md).
+function thenableInRunSync(phase: Phase): TypeError {
+  return new TypeError(`Expected ${phase}() to return synchronously in runSync(), got a thenable; use run() for asynchronous phases`);
+}
+
+/** The state the library's own prepare() returns. */
+function newState<P>(request: ProcessingRequestLike<P>, runId: number): ProcessingState<P> {
+  return { runId, request, processing: request.processing };
+}
+
+/** What an overridden prepare() returned must carry the run's id (wrappers and listeners use it). */
+function checkState<P>(state: ProcessingState<P>, runId: number): ProcessingState<P> {
+  if (typeof state !== 'object' || (state as unknown) === null || state.runId !== runId) throw stateWithoutRunId(state, runId);
+  return state;
+}
+
+function stateWithoutRunId(state: unknown, runId: number): TypeError {
+  return new TypeError(`Expected prepare() to return a state with runId ${String(runId)}, got ${describeValue(state)}`);
 }
 
 function copyProgress(update: ProgressUpdate): ProgressUpdate {
