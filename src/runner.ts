@@ -113,8 +113,7 @@ let lastRunId = 0;
 export class ProcessingRunner<P = unknown, R = unknown> extends EventEmitter<RunnerEvents<P, R>, unknown> {
   readonly #processor: Processor<P, R> | undefined;
   readonly #progressSink: ProgressSink<P>;
-  #wrapperList: readonly PhaseWrapper[] = [];
-  /** `#wrapperList`, or `undefined` when it is empty: the one check a run makes per phase. */
+  /** The added phase wrappers, or `undefined` when there are none: the one check a run makes per phase. */
   #wrappers: readonly PhaseWrapper[] | undefined;
 
   // Per-event dispatch state: a field read per event instead of a keyed lookup.
@@ -302,15 +301,11 @@ export class ProcessingRunner<P = unknown, R = unknown> extends EventEmitter<Run
     if (typeof wrapper !== 'function') {
       throw new TypeError(`Expected \`wrapper\` to be a function, got ${describeValue(wrapper)}`);
     }
-    this.#setWrappers([...this.#wrapperList, wrapper]);
+    this.#wrappers = [...(this.#wrappers ?? []), wrapper];
     return createDetach(() => {
-      this.#setWrappers(this.#wrapperList.filter((added) => added !== wrapper));
+      const left = (this.#wrappers ?? []).filter((added) => added !== wrapper);
+      this.#wrappers = left.length === 0 ? undefined : left;
     });
-  }
-
-  #setWrappers(wrappers: readonly PhaseWrapper[]): void {
-    this.#wrapperList = wrappers;
-    this.#wrappers = wrappers.length === 0 ? undefined : wrappers;
   }
 
   /** Adds a listener (eventemitter3's `on`) and refreshes that event's dispatch copy. */
@@ -511,7 +506,7 @@ export class ProcessingRunner<P = unknown, R = unknown> extends EventEmitter<Run
   }
 
   #wrapped<T>(phase: Phase, runId: number, call: () => T): T {
-    const outermost = this.#wrapperList.reduceRight<() => T>((next, wrapper) => () => wrapper(phase, runId, next), call);
+    const outermost = (this.#wrappers ?? []).reduceRight<() => T>((next, wrapper) => () => wrapper(phase, runId, next), call);
     return outermost();
   }
 }
