@@ -1,4 +1,4 @@
-import { parseCommand, UsageError } from '../../cli/src/args';
+import { parseCommand, UsageError } from '../../app/src/cli/args';
 
 describe('parseCommand()', () => {
   test('parseCommand() - fills in every default but the prompt', () => {

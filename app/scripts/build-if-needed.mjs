@@ -1,4 +1,4 @@
-// Builds the library, then the CLI, each only when a source is newer than its output, so a
+// Builds the library, then the app, each only when a source is newer than its output, so a
 // second `npm start` runs at once. `npm test` always builds both in full.
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
@@ -11,7 +11,7 @@ const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
 
 const builds = [
   { project: 'tsconfig.build.json', output: 'dist/index.js', inputs: ['src', 'tsconfig.json', 'tsconfig.build.json'] },
-  { project: 'cli/tsconfig.build.json', output: 'cli/dist/main.js', inputs: ['cli/src', 'cli/tsconfig.json', 'cli/tsconfig.build.json', 'dist'] },
+  { project: 'app/tsconfig.build.json', output: 'app/dist/main.js', inputs: ['app/src', 'app/tsconfig.json', 'app/tsconfig.build.json', 'dist'] },
 ];
 
 /** The newest modification time under `path`, a file or a folder. */

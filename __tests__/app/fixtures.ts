@@ -10,4 +10,4 @@ export const FIXED = {
 } as const;
 
 /** The built CLI; `npm test` builds it before jest runs. */
-export const CLI = join(__dirname, '..', '..', 'cli', 'dist', 'main.js');
+export const CLI = join(__dirname, '..', '..', 'app', 'dist', 'main.js');

@@ -14,7 +14,7 @@ let work: string;
 let outDir: string;
 
 beforeAll(() => {
-  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run \`npm run build && npm run build:cli\` first (npm test does)`);
+  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run \`npm run build && npm run build:app\` first (npm test does)`);
 });
 
 beforeEach(async () => {
@@ -103,7 +103,7 @@ describe('processing-runner CLI', () => {
     expect(help.status).toBe(0);
     expect(help.stdout).toContain('processing-runner generate --prompt TEXT [options]');
     expect(version.status).toBe(0);
-    expect(version.stdout).toMatch(/^processing-runner-cli \d+\.\d+\.\d+ \(processing-runner \d+\.\d+\.\d+\)\n$/);
+    expect(version.stdout).toMatch(/^processing-runner-app \d+\.\d+\.\d+ \(processing-runner \d+\.\d+\.\d+\)\n$/);
   });
 
   test.each([

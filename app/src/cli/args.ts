@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 
-import { BOUNDS, DEFAULTS, describeBound, isWithin, MAX_PROMPT_LENGTH, normaliseGeneration, type GenerationParams } from './params.js';
+import { BOUNDS, DEFAULTS, describeBound, isWithin, MAX_PROMPT_LENGTH, normaliseGeneration, type GenerationParams } from '../generator/params.js';
 
 /** What the command line asked for. */
 export type Command =

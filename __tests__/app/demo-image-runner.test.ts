@@ -6,10 +6,10 @@ import { join } from 'node:path';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { ProcessingRequest } from 'processing-runner';
 
-import { attachEverything } from '../../cli/src/instrument';
-import { parseInfotext, type GenerationInput } from '../../cli/src/params';
-import { DemoImageRunner, type GeneratedImage } from '../../cli/src/pipeline';
-import { readParameters } from '../../cli/src/png';
+import { attachEverything } from '../../app/src/instrument';
+import { parseInfotext, type GenerationInput } from '../../app/src/generator/params';
+import { DemoImageRunner, type GeneratedImage } from '../../app/src/generator/pipeline';
+import { readParameters } from '../../app/src/generator/png';
 
 import { FIXED } from './fixtures';
 

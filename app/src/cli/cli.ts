@@ -7,10 +7,10 @@ import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '
 import { ProcessingRequest } from 'processing-runner';
 
 import { parseCommand, USAGE, UsageError, type Command } from './args.js';
-import { attachMetrics, attachProgress, attachTracing } from './instrument.js';
+import { attachMetrics, attachProgress, attachTracing } from '../instrument.js';
 import { createProgressDisplay, describeStop, formatSpanTree, formatSummary } from './output.js';
-import type { GenerationInput } from './params.js';
-import { DemoImageRunner } from './pipeline.js';
+import type { GenerationInput } from '../generator/params.js';
+import { DemoImageRunner } from '../generator/pipeline.js';
 
 /** The process exit codes, as `timeout(1)` and shells use them. */
 export const EXIT = { ok: 0, failed: 1, usage: 2, timeout: 124, interrupted: 130 } as const;
@@ -33,7 +33,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       process.stdout.write(`${USAGE}\n`);
       return EXIT.ok;
     case 'version':
-      process.stdout.write(`processing-runner-cli ${packageVersion(join(__dirname, '..'))} (processing-runner ${libraryVersion()})\n`);
+      process.stdout.write(`processing-runner-app ${packageVersion(join(__dirname, '..', '..'))} (processing-runner ${libraryVersion()})\n`);
       return EXIT.ok;
     case 'generate':
       return generate(command);

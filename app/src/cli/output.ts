@@ -3,8 +3,8 @@ import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { SingleBar } from 'cli-progress';
 import type { Phase } from 'processing-runner';
 
-import type { MetricsSnapshot, RunProgress } from './instrument.js';
-import type { GeneratedImage } from './pipeline.js';
+import type { MetricsSnapshot, RunProgress } from '../instrument.js';
+import type { GeneratedImage } from '../generator/pipeline.js';
 
 const PHASES: readonly Phase[] = ['prepare', 'execute', 'finalize'];
 
