@@ -31,7 +31,7 @@ export default tseslint.config(
     languageOptions: { globals: globals.node },
   },
   {
-    files: ['jest.config.js', '**/*.cjs'],
+    files: ['jest.config.js', 'jest.stryker.config.js', '**/*.cjs'],
     languageOptions: { sourceType: 'commonjs' },
     rules: { '@typescript-eslint/no-require-imports': 'off' },
   },

@@ -1,0 +1,33 @@
+/**
+ * The Jest config Stryker runs (`npm run mutation`, docs/testing.md). It is the main config
+ * without coverage and without:
+ * - suites that start child processes (the CLI smoke test, `npm pack`): they test a build, not
+ *   the mutated source, and take seconds per mutant;
+ * - the app's tests (__tests__/app/, but for its argument parsing): they run the demo generator,
+ *   which is CPU-heavy, and the library's promises must be defended by the library's own tests.
+ * - the short soak: 20,000 runs per mutant would cost more than every other test together, and
+ *   what it checks (nothing retained) the other tests check run by run.
+ * ts-jest already compiles without a type check, because tsconfig.json sets `isolatedModules`.
+ *
+ * @type {import('jest').Config}
+ */
+const base = require('./jest.config.js');
+
+// Fewer property cases per mutant, and no shrinking: a mutant only needs one counterexample.
+process.env.FC_RUNS ??= '60';
+process.env.FC_END_ON_FAILURE ??= '1';
+
+module.exports = {
+  ...base,
+  collectCoverageFrom: undefined,
+  coverageThreshold: undefined,
+  // A mutant that makes a test wait for ever (a promise that never settles) fails that test
+  // after 3 s instead of holding the worker until Stryker's timeout kills and restarts it.
+  testTimeout: 3000,
+  testPathIgnorePatterns: [
+    '/node_modules/',
+    '<rootDir>/__tests__/package\\.test\\.ts$',
+    '<rootDir>/__tests__/soak\\.test\\.ts$',
+    '<rootDir>/__tests__/app/(?!args\\.test\\.ts$)',
+  ],
+};
