@@ -1,3 +1,5 @@
+import { describeValue } from './describe.js';
+
 /**
  * The handle every way of attaching returns: call it, or let `using` dispose of it, to
  * detach. Calling it more than once is harmless.
@@ -21,6 +23,8 @@ export interface Detach extends Disposable {
 /**
  * Wraps `detach` so it runs once and also serves as `[Symbol.dispose]`.
  *
+ * @throws TypeError when `detach` is not a function.
+ *
  * @example
  * ```ts
  * import { ProcessingRunner, createDetach } from 'processing-runner';
@@ -33,6 +37,10 @@ export interface Detach extends Disposable {
  * ```
  */
 export function createDetach(detach: () => unknown): Detach {
+  // Checked now, not when the handle is called: by then the mistake is far from its cause.
+  if (typeof detach !== 'function') {
+    throw new TypeError(`Expected \`detach\` to be a function, got ${describeValue(detach)}`);
+  }
   let attached = true;
   const handle = (): void => {
     if (!attached) return;

@@ -115,6 +115,8 @@ export class ProcessingRunner<P = unknown, R = unknown> extends EventEmitter<Run
   readonly #progressSink: ProgressSink<P>;
   /** The added phase wrappers, or `undefined` when there are none: the one check a run makes per phase. */
   #wrappers: readonly PhaseWrapper[] | undefined;
+  /** The id of the run whose prepare() is being called right now (see `prepare()`). */
+  #preparing: number | undefined;
 
   // Per-event dispatch state: a field read per event instead of a keyed lookup.
   #onStart: Listeners | undefined;
@@ -150,11 +152,17 @@ export class ProcessingRunner<P = unknown, R = unknown> extends EventEmitter<Run
    * The prepare phase: validates the request and returns a new state. Never mutates the
    * request. Override it to normalise requests; the state it returns must carry `runId`.
    *
-   * @throws TypeError when `request` is not an object with a `processing` property.
+   * An override may call `super.prepare(request, runId)`. While a run is calling prepare(),
+   * `super.prepare(request)` without the id works too (the runner knows which run is
+   * preparing), as a JavaScript subclass would naturally write it; once the override has
+   * awaited something, other runs may be preparing, so the id must be passed on.
+   *
+   * @throws TypeError when `request` is not an object with a `processing` property, or when
+   * `runId` is left out outside a run's own call of prepare() (for example after an `await`).
    */
   prepare(request: ProcessingRequestLike<P>, runId: number): ProcessingState<P> | PromiseLike<ProcessingState<P>> {
     assertRequest(request);
-    return newState(request, runId);
+    return newState(request, (runId as number | undefined) ?? this.#preparingRunId());
   }
 
   /**
@@ -482,7 +490,28 @@ export class ProcessingRunner<P = unknown, R = unknown> extends EventEmitter<Run
   // The phase calls, through the wrappers when there are any. The `#wrap*` closures are made
   // in methods of their own, so a run without wrappers never allocates their context.
   #callPrepare(request: ProcessingRequestLike<P>, runId: number): ProcessingState<P> | PromiseLike<ProcessingState<P>> {
-    return this.#wrappers === undefined ? this.prepare(request, runId) : this.#wrapPrepare(request, runId);
+    return this.#wrappers === undefined ? this.#prepareAs(request, runId) : this.#wrapPrepare(request, runId);
+  }
+
+  /**
+   * Calls prepare() with the run's id also in `#preparing`, for the length of the synchronous
+   * call only: an override that calls `super.prepare(request)` later could be in another run.
+   */
+  #prepareAs(request: ProcessingRequestLike<P>, runId: number): ProcessingState<P> | PromiseLike<ProcessingState<P>> {
+    const outer = this.#preparing;
+    this.#preparing = runId;
+    try {
+      return this.prepare(request, runId);
+    } finally {
+      this.#preparing = outer;
+    }
+  }
+
+  /** The id `super.prepare(request)` stands for: the run whose prepare() is being called now. */
+  #preparingRunId(): number {
+    const runId = this.#preparing;
+    if (runId === undefined) throw prepareWithoutRunId();
+    return runId;
   }
 
   #callExecute(state: ProcessingState<P>, context: RunContext): R | PromiseLike<R> {
@@ -494,7 +523,7 @@ export class ProcessingRunner<P = unknown, R = unknown> extends EventEmitter<Run
   }
 
   #wrapPrepare(request: ProcessingRequestLike<P>, runId: number): ProcessingState<P> | PromiseLike<ProcessingState<P>> {
-    return this.#wrapped('prepare', runId, () => this.prepare(request, runId));
+    return this.#wrapped('prepare', runId, () => this.#prepareAs(request, runId));
   }
 
   #wrapExecute(state: ProcessingState<P>, context: RunContext): R | PromiseLike<R> {
@@ -545,6 +574,13 @@ function checkState<P>(state: ProcessingState<P>, runId: number): ProcessingStat
 
 function stateWithoutRunId(state: unknown, runId: number): TypeError {
   return new TypeError(`Expected prepare() to return a state with runId ${String(runId)}, got ${describeValue(state)}`);
+}
+
+function prepareWithoutRunId(): TypeError {
+  return new TypeError(
+    'Expected `runId` (the second argument of prepare()) to be a run id, got `undefined`; ' +
+      'an override that calls super.prepare() after an await must pass it on: super.prepare(request, runId)',
+  );
 }
 
 function copyProgress(update: ProgressUpdate): ProgressUpdate {
