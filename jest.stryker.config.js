@@ -14,7 +14,7 @@
 const base = require('./jest.config.js');
 
 // Fewer property cases per mutant, and no shrinking: a mutant only needs one counterexample.
-process.env.FC_RUNS ??= '60';
+process.env.FC_RUNS ??= '10';
 process.env.FC_END_ON_FAILURE ??= '1';
 
 module.exports = {
