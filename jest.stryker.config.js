@@ -9,6 +9,10 @@
  *   what it checks (nothing retained) the other tests check run by run.
  * ts-jest already compiles without a type check, because tsconfig.json sets `isolatedModules`.
  *
+ * MUTATION_SUITES=core leaves out the instrumentation modules' suites too, which take half the
+ * time of every mutant's run: for mutating the core files quickly, giving a lower bound of their
+ * score (fewer tests can only kill fewer mutants). docs/testing.md says which figure is which.
+ *
  * @type {import('jest').Config}
  */
 const base = require('./jest.config.js');
@@ -29,5 +33,6 @@ module.exports = {
     '<rootDir>/__tests__/package\\.test\\.ts$',
     '<rootDir>/__tests__/soak\\.test\\.ts$',
     '<rootDir>/__tests__/app/(?!args\\.test\\.ts$)',
+    ...(process.env.MUTATION_SUITES === 'core' ? ['<rootDir>/__tests__/instrumentation/', '<rootDir>/__tests__/properties/instrumentation\\.'] : []),
   ],
 };

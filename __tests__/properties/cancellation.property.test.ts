@@ -124,10 +124,11 @@ describe('cancellation (property, model-based)', () => {
           events.push('error');
           endings.push({ kind: 'error', phase: failure.phase });
         });
+        const reasons: unknown[] = [];
         runner.on('cancelled', (given, failure) => {
           events.push('cancelled');
           endings.push({ kind: 'cancelled', phase: failure.phase });
-          expect(given).toBe(reason);
+          reasons.push(given);
         });
 
         const timers = activeTimers();
@@ -141,6 +142,8 @@ describe('cancellation (property, model-based)', () => {
         const model = expected(test);
         expect(events).toEqual(model.events);
         expect(endings).toEqual(model.ending.kind === 'none' ? [] : [model.ending]);
+        // Asserted here, not in the listener: an assertion that throws there is a listener error.
+        for (const given of reasons) expect(given).toBe(reason);
         // The promise agrees with the ending.
         if (model.ending.kind === 'finalize') expect(outcome).toEqual({ resolved: 'JOB' });
         else if (model.ending.kind === 'error') expect(outcome).toEqual({ rejected: new Error('processor failed') });
