@@ -249,3 +249,23 @@ describe('.run() - what counts as the cancellation', () => {
     expect(cancelled).not.toHaveBeenCalled();
   });
 });
+
+describe('context.reportProgress()', () => {
+  test('progress listeners get exactly the fields reported: no `info` key when none was given', () => {
+    const updates: object[] = [];
+    const runner = new ProcessingRunner({
+      processor: (_text: string, { reportProgress }) => {
+        reportProgress({ step: 1, total: 2 });
+        reportProgress({ step: 2, total: 2, info: 'last' });
+        return 'done';
+      },
+    });
+    runner.on('progress', (_state, update) => updates.push(update));
+    runner.runSync(request);
+    // A host that forwards the update (JSON, a spread, `'info' in update`) sees what the processor sent.
+    expect(updates.map((update) => Object.keys(update))).toEqual([
+      ['step', 'total'],
+      ['step', 'total', 'info'],
+    ]);
+  });
+});
