@@ -160,6 +160,139 @@ describe('listener dispatch', () => {
     expect(heard).toEqual([[boom, 'execute']]);
   });
 
+  test('.runSync() - a throwing listener on any run event changes nothing, and each error reaches listenerError with its event', () => {
+    const runner = new ProcessingRunner({ processor: double });
+    const heard: unknown[] = [];
+    const after: string[] = [];
+    runner.on('listenerError', (error, { event }) => heard.push([(error as Error).message, event]));
+    for (const event of ['start', 'prepare', 'execute', 'finalize'] as const) {
+      runner.on(event, () => {
+        throw new Error(event);
+      });
+      runner.on(event, () => after.push(event));
+    }
+    expect(runner.runSync(request)).toEqual({ doubled: 42 });
+    expect(after).toEqual(['start', 'prepare', 'execute', 'finalize']);
+    expect(heard).toEqual([
+      ['start', 'start'],
+      ['prepare', 'prepare'],
+      ['execute', 'execute'],
+      ['finalize', 'finalize'],
+    ]);
+  });
+
+  test('.on() - a listener added without a context is called with the runner as `this`, as eventemitter3 calls it', async () => {
+    const runner = new ProcessingRunner({ processor: double });
+    const seen: [string, unknown][] = [];
+    for (const event of ['start', 'prepare', 'execute', 'finalize'] as const) {
+      runner.on(event, function (this: unknown) {
+        seen.push([event, this]);
+      });
+    }
+    runner.runSync(request);
+    await runner.run(request);
+    expect(seen.map(([event]) => event)).toEqual(['start', 'prepare', 'execute', 'finalize', 'start', 'prepare', 'execute', 'finalize']);
+    expect(seen.every(([, self]) => self === runner)).toBe(true);
+  });
+
+  test('.on() - a listener added with a context is called with that context and exactly the event arguments', async () => {
+    const runner = new ProcessingRunner({ processor: double });
+    const context = { name: 'context' };
+    const seen: [unknown, number][] = [];
+    runner.on(
+      'prepare',
+      function (this: unknown, ...args: unknown[]) {
+        seen.push([this, args.length]);
+      },
+      context,
+    );
+    runner.on(
+      'finalize',
+      function (this: unknown, ...args: unknown[]) {
+        seen.push([this, args.length]);
+      },
+      context,
+    );
+    runner.runSync(request);
+    await runner.run(request);
+    expect(seen).toEqual([
+      [context, 1],
+      [context, 2],
+      [context, 1],
+      [context, 2],
+    ]);
+  });
+
+  test('.once() - a once listener without a context sees the runner as `this` and exactly the event arguments', () => {
+    const runner = new ProcessingRunner({ processor: double });
+    const seen: [unknown, number][] = [];
+    runner.once('prepare', function (this: unknown, ...args: unknown[]) {
+      seen.push([this, args.length]);
+      expect(runner.listenerCount('prepare')).toBe(0);
+    });
+    runner.once('execute', function (this: unknown, ...args: unknown[]) {
+      seen.push([this, args.length]);
+    });
+    runner.runSync(request);
+    runner.runSync(request);
+    expect(seen).toEqual([
+      [runner, 1],
+      [runner, 2],
+    ]);
+  });
+
+  test('.runSync() - a listener that runs the runner again does not disturb the listeners after it', () => {
+    const runner = new ProcessingRunner({ processor: double });
+    const calls: [string, unknown][] = [];
+    let nested = false;
+    runner.on('execute', function (this: unknown) {
+      calls.push(['first', this]);
+      if (!nested) {
+        nested = true;
+        runner.runSync(request);
+      }
+    });
+    runner.on('execute', function (this: unknown) {
+      calls.push(['second', this]);
+    });
+    expect(runner.runSync(request)).toEqual({ doubled: 42 });
+    expect(calls).toEqual([
+      ['first', runner],
+      ['first', runner],
+      ['second', runner],
+      ['second', runner],
+    ]);
+  });
+
+  test('.runSync() - with listeners, a failing phase still throws its error and emits error with the phase', () => {
+    const boom = new Error('boom');
+    class FailingFinalize extends ProcessingRunner<{ n: number }, { doubled: number }> {
+      override finalize(): { doubled: number } {
+        throw boom;
+      }
+    }
+    const runner = new FailingFinalize({ processor: double });
+    const events: string[] = [];
+    runner.on('execute', () => events.push('execute'));
+    runner.on('finalize', () => events.push('finalize'));
+    runner.on('error', (error, { phase }) => events.push(`error ${phase} ${String(error === boom)}`));
+    expect(() => runner.runSync(request)).toThrow(boom);
+    expect(events).toEqual(['execute', 'error finalize true']);
+  });
+
+  test('.off() - once the last run-event listener is removed, runs call no listener', () => {
+    const runner = new ProcessingRunner({ processor: double });
+    let calls = 0;
+    const listener = (): void => {
+      calls++;
+    };
+    runner.on('start', listener);
+    runner.runSync(request);
+    runner.off('start', listener);
+    expect(runner.runSync(request)).toEqual({ doubled: 42 });
+    expect(calls).toBe(1);
+  });
+
   test('.removeAllListeners() - no listener is called after it', () => {
     const runner = new ProcessingRunner({ processor: double });
     let calls = 0;

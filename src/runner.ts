@@ -74,8 +74,15 @@ interface ListenerRecord {
   readonly once: boolean;
 }
 
+/**
+ * What a dispatch calls for one listener, with the runner as `this`: the listener itself when it
+ * has the default context (the runner) and is not `once`, else a wrapper that does what
+ * eventemitter3 does for it (remove a `once` listener first, call with its own context).
+ */
+type Callee = (this: unknown, a: unknown, b?: unknown) => void;
+
 /** A copy of one event's listeners, never changed: replaced whenever they change. */
-type Listeners = readonly ListenerRecord[];
+type Listeners = readonly Callee[];
 
 /** eventemitter3's storage: one record or an array of them per event name. */
 interface EmitterStorage {
@@ -127,6 +134,14 @@ export class ProcessingRunner<P = unknown, R = unknown> extends EventEmitter<Run
   #onError: Listeners | undefined;
   #onCancelled: Listeners | undefined;
   #onListenerError: Listeners | undefined;
+  /** Whether any of `start`, `prepare`, `execute`, `finalize` has a listener: the one check `runSync()` makes. */
+  #emitsRun = false;
+  /**
+   * The listener being called. Called as `this.#callee()`, a listener sees the runner as `this`
+   * (eventemitter3's default context) without `Function.prototype.call`, which would hide the
+   * listener from V8's call feedback (docs/benchmarks.md, change 4).
+   */
+  #callee: Callee | undefined;
 
   /**
    * @param options - `processor`, the function the default execute phase calls.
@@ -253,8 +268,37 @@ export class ProcessingRunner<P = unknown, R = unknown> extends EventEmitter<Run
   runSync(request: ProcessingRequestLike<P>): R {
     assertRequest(request);
     const runId = ++lastRunId;
-    // Each listener list is read once into a local: less bytecode than reading the field twice,
-    // and runSync() must stay under the size V8 inlines into its caller (docs/benchmarks.md).
+    // A run with listeners goes to a method of its own, so that no dispatch call is inlined into
+    // this body: it stays small enough for callers to inline, and inlined into a caller it leaves
+    // room in V8's inlining budget for the phase calls (docs/benchmarks.md, change 4).
+    if (this.#emitsRun) return this.#runSyncEmitting(request, runId);
+    let phase: Phase = 'prepare';
+    let state: ProcessingState<P> | undefined;
+    let context: RunContextImpl<P> | undefined;
+    try {
+      state = this.#ownPrepare() ? newState(request, runId) : checkState(notThenable(this.#callPrepare(request, runId), phase), runId);
+      phase = 'execute';
+      context = new RunContextImpl(state, this.#progressSink, undefined);
+      const result = notThenable(this.#callExecute(state, context), phase);
+      phase = 'finalize';
+      const finalized = notThenable(this.#callFinalize(state, result), phase);
+      // Settled on both paths rather than in a `finally`, which would take runSync past the
+      // bytecode size V8 inlines into its caller (see docs/benchmarks.md).
+      context.settle();
+      return finalized;
+    } catch (error) {
+      context?.settle();
+      throw this.#failed(error, phase, runId, request, state, undefined);
+    }
+  }
+
+  /**
+   * `runSync()` when a run event has listeners: the same run, with an emit after each phase.
+   * The three loops are written out, not calls to `#dispatch`: each gets call feedback of its
+   * own (one listener per event stays one target), and the body stays over V8's inlining limit,
+   * so it is compiled on its own with the whole inlining budget for the phases (docs/benchmarks.md).
+   */
+  #runSyncEmitting(request: ProcessingRequestLike<P>, runId: number): R {
     const onStart = this.#onStart;
     if (onStart !== undefined) this.#dispatch(onStart, 'start', request, runId);
     let phase: Phase = 'prepare';
@@ -263,23 +307,53 @@ export class ProcessingRunner<P = unknown, R = unknown> extends EventEmitter<Run
     try {
       state = this.#ownPrepare() ? newState(request, runId) : checkState(notThenable(this.#callPrepare(request, runId), phase), runId);
       const onPrepare = this.#onPrepare;
-      if (onPrepare !== undefined) this.#dispatch1(onPrepare, 'prepare', state);
+      if (onPrepare !== undefined) {
+        for (let index = 0, count = onPrepare.length; index < count; index++) {
+          try {
+            this.#callee = onPrepare[index];
+            // eslint-disable-next-line @typescript-eslint/no-non-null-assertion -- index < count
+            this.#callee!(state);
+          } catch (error) {
+            this.#listenerFailed(error, 'prepare');
+          }
+        }
+      }
 
       phase = 'execute';
       context = new RunContextImpl(state, this.#progressSink, undefined);
       const result = notThenable(this.#callExecute(state, context), phase);
       const onExecute = this.#onExecute;
-      if (onExecute !== undefined) this.#dispatch(onExecute, 'execute', state, result);
+      if (onExecute !== undefined) {
+        for (let index = 0, count = onExecute.length; index < count; index++) {
+          try {
+            this.#callee = onExecute[index];
+            // eslint-disable-next-line @typescript-eslint/no-non-null-assertion -- index < count
+            this.#callee!(state, result);
+          } catch (error) {
+            this.#listenerFailed(error, 'execute');
+          }
+        }
+      }
 
       phase = 'finalize';
       const finalized = notThenable(this.#callFinalize(state, result), phase);
       const onFinalize = this.#onFinalize;
-      if (onFinalize !== undefined) this.#dispatch(onFinalize, 'finalize', state, finalized);
-      // Settled on both paths rather than in a `finally`, which would take runSync past the
-      // bytecode size V8 inlines into its caller (see docs/benchmarks.md).
+      if (onFinalize !== undefined) {
+        for (let index = 0, count = onFinalize.length; index < count; index++) {
+          try {
+            this.#callee = onFinalize[index];
+            // eslint-disable-next-line @typescript-eslint/no-non-null-assertion -- index < count
+            this.#callee!(state, finalized);
+          } catch (error) {
+            this.#listenerFailed(error, 'finalize');
+          }
+        }
+      }
+      this.#callee = undefined;
       context.settle();
       return finalized;
     } catch (error) {
+      this.#callee = undefined;
       context?.settle();
       throw this.#failed(error, phase, runId, request, state, undefined);
     }
@@ -382,7 +456,7 @@ export class ProcessingRunner<P = unknown, R = unknown> extends EventEmitter<Run
     const stored = (this as unknown as EmitterStorage)._events[event];
     // Not frozen: frozen elements take a slow path in every dispatch loop (~15 ns per event in
     // bench/), and nothing outside this class ever sees these arrays.
-    const listeners = stored === undefined ? undefined : Array.isArray(stored) ? [...stored] : [stored];
+    const listeners = stored === undefined ? undefined : (Array.isArray(stored) ? stored : [stored]).map((record) => this.#callee1(event, record));
     switch (event) {
       case 'start':
         this.#onStart = listeners;
@@ -409,6 +483,21 @@ export class ProcessingRunner<P = unknown, R = unknown> extends EventEmitter<Run
         this.#onListenerError = listeners;
         break;
     }
+    this.#emitsRun = this.#onStart !== undefined || this.#onPrepare !== undefined || this.#onExecute !== undefined || this.#onFinalize !== undefined;
+  }
+
+  /** What `#dispatch` calls for one listener record (see {@link Callee}). */
+  #callee1(event: RunnerEventName<P, R>, { fn, context, once }: ListenerRecord): Callee {
+    if (!once) {
+      if (context === this) return fn;
+      return (...args: unknown[]): void => {
+        Reflect.apply(fn, context, args);
+      };
+    }
+    return (...args: unknown[]): void => {
+      this.removeListener(event, fn, undefined, true);
+      Reflect.apply(fn, context, args);
+    };
   }
 
   /**
@@ -419,30 +508,30 @@ export class ProcessingRunner<P = unknown, R = unknown> extends EventEmitter<Run
   #dispatch(listeners: Listeners, event: RunnerEventName<P, R>, a: unknown, b: unknown): void {
     // Indexed, not for-of: ~2 ns less per event in bench/ (no iterator to set up).
     for (let index = 0, count = listeners.length; index < count; index++) {
-      // eslint-disable-next-line @typescript-eslint/non-nullable-type-assertion-style -- index < count
-      const listener = listeners[index] as ListenerRecord;
-      if (listener.once) this.removeListener(event, listener.fn, undefined, true);
       try {
-        listener.fn.call(listener.context, a, b);
+        this.#callee = listeners[index];
+        // eslint-disable-next-line @typescript-eslint/no-non-null-assertion -- index < count
+        this.#callee!(a, b);
       } catch (error) {
         this.#listenerFailed(error, event);
       }
     }
+    // Not kept: it would keep a removed listener alive until the next emit.
+    this.#callee = undefined;
   }
 
   /** The one-argument form of `#dispatch`, so listeners see exactly the documented arguments. */
   #dispatch1(listeners: Listeners, event: RunnerEventName<P, R>, a: unknown): void {
-    // Indexed, not for-of: ~2 ns less per event in bench/ (no iterator to set up).
     for (let index = 0, count = listeners.length; index < count; index++) {
-      // eslint-disable-next-line @typescript-eslint/non-nullable-type-assertion-style -- index < count
-      const listener = listeners[index] as ListenerRecord;
-      if (listener.once) this.removeListener(event, listener.fn, undefined, true);
       try {
-        listener.fn.call(listener.context, a);
+        this.#callee = listeners[index];
+        // eslint-disable-next-line @typescript-eslint/no-non-null-assertion -- index < count
+        this.#callee!(a);
       } catch (error) {
         this.#listenerFailed(error, event);
       }
     }
+    this.#callee = undefined;
   }
 
   /**
