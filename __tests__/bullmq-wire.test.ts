@@ -5,7 +5,7 @@ import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-ho
 
 import { jsonCodec, RemoteRunError } from '../src/bullmq.js';
 import { encodeWith } from '../src/remote/codec.js';
-import { asError, entryFields, parseEntry, parseWireError, toAbortReason, toRedisOptions, toWireError } from '../src/remote/wire.js';
+import { asError, BATCH, entryFields, parseEntry, parseWireError, toAbortReason, toRedisOptions, toWireError, unbatch } from '../src/remote/wire.js';
 import { w3cTraceContext } from '../src/tracing.js';
 
 describe('connection', () => {
@@ -36,6 +36,16 @@ describe('stream entries and errors', () => {
     expect(Math.abs(withData.time - Date.now())).toBeLessThan(10_000);
     expect(parseEntry('2-0', entryFields('start', 1, undefined)).data).toBeUndefined();
     expect(parseEntry('3-0', ['odd'])).toEqual({ id: '3-0', event: '', attempt: 0, time: 0, data: undefined });
+  });
+
+  test('unbatch() - the events of a batch entry, each with the entry\'s id, attempt and time; any other entry as it is', () => {
+    const batch = parseEntry('5-1', entryFields(BATCH, 3, JSON.stringify([['start', undefined], ['prepare', '1']])));
+    expect(unbatch(batch)).toEqual([
+      { id: '5-1', event: 'start', attempt: 3, time: batch.time, data: undefined },
+      { id: '5-1', event: 'prepare', attempt: 3, time: batch.time, data: '1' },
+    ]);
+    const single = parseEntry('6-0', entryFields('execute', 1, '2'));
+    expect(unbatch(single)).toEqual([single]);
   });
 
   test('toWireError() / parseWireError() - keep name, message, stack and phase; describe the rest', () => {

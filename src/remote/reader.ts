@@ -23,6 +23,10 @@ export class StreamReader {
   readonly #followers = new Map<string, StreamFollower>();
   #wakeId = '0-0';
   #closed = false;
+  /** Whether an XREAD has been sent and has not answered yet. */
+  #blocked = false;
+  /** Whether a wake was sent since that XREAD was. */
+  #wokenUp = false;
   #loop: Promise<void> | undefined;
 
   constructor(
@@ -36,8 +40,13 @@ export class StreamReader {
 
   add(key: string, follower: StreamFollower): void {
     this.#followers.set(key, follower);
-    this.#loop ??= this.#read();
-    this.#wake();
+    if (this.#loop === undefined) {
+      this.#loop = this.#read();
+    } else if (this.#blocked && !this.#wokenUp) {
+      // One wake per XREAD: the next XREAD takes in every key added until it is sent.
+      this.#wokenUp = true;
+      this.#wake();
+    }
   }
 
   delete(key: string, follower: StreamFollower): void {
@@ -67,14 +76,18 @@ export class StreamReader {
       const keys = [this.wakeKey, ...this.#followers.keys()];
       const ids = [this.#wakeId, ...[...this.#followers.values()].map((follower) => follower.lastId)];
       let reply;
+      this.#blocked = true;
+      this.#wokenUp = false;
       try {
         reply = await this.blocking.xread('BLOCK', BLOCK_MS, 'STREAMS', ...keys, ...ids);
       } catch (error) {
+        this.#blocked = false;
         if (this.#isClosed()) break;
         this.onError(asError(error));
         await new Promise((resolve) => setTimeout(resolve, 100));
         continue;
       }
+      this.#blocked = false;
       for (const [key, entries] of reply ?? []) {
         if (key === this.wakeKey) {
           for (const [id] of entries) this.#wakeId = id;

@@ -18,6 +18,7 @@ import {
   openRedis,
   parseEntry,
   parseWireError,
+  unbatch,
   toAbortReason,
   toWireError,
   type RunKeys,
@@ -115,6 +116,9 @@ class RemoteRun {
   #furthest = -1;
   #lastFailure: { readonly event: string; readonly wire: WireError } | undefined;
   #checking = false;
+  #recheck = false;
+  /** Whether the outcome has been read: nothing more to check. */
+  #done = false;
   #timer: ReturnType<typeof setInterval> | undefined;
   #cancelRequested = false;
 
@@ -154,24 +158,45 @@ class RemoteRun {
       // A worker that lost its job (its lock expired) may still write: only the latest attempt counts.
       if (entry.attempt < this.#latestAttempt) continue;
       this.#latestAttempt = entry.attempt;
-      this.#give(entry);
+      for (const event of unbatch(entry)) this.#give(event);
       if (entry.event === 'settled') void this.check();
     }
   }
 
   /** Reads the job's state; once it has settled, takes in the stream's last entries, then the outcome. */
   async check(): Promise<void> {
-    const { jobId, key } = this;
-    if (this.#checking || jobId === undefined || key === undefined) return;
+    if (this.#checking) {
+      // The check under way may have read the state just before the job settled: check again after it.
+      this.#recheck = true;
+      return;
+    }
     this.#checking = true;
+    try {
+      do {
+        this.#recheck = false;
+        await this.#checkOnce();
+      } while (this.#recheckAsked());
+    } finally {
+      this.#checking = false;
+    }
+  }
+
+  /** A call, not a field read, so the compiler does not take the field as fixed across the await. */
+  #recheckAsked(): boolean {
+    return this.#recheck && !this.#done;
+  }
+
+  async #checkOnce(): Promise<void> {
+    const { jobId, key } = this;
+    if (this.#done || jobId === undefined || key === undefined) return;
     try {
       const { queue, redis } = this.shared;
       const state = await queue.getJobState(jobId);
       if (state !== 'completed' && state !== 'failed' && state !== 'unknown') return;
-      const rest = await redis.xrange(key, `(${this.lastId}`, '+');
-      this.push(rest.map(([id, fields]) => parseEntry(id, fields)));
       // A job whose state is `unknown` is gone: getJob() then finds nothing either.
-      const job = await queue.getJob(jobId);
+      const [rest, job] = await Promise.all([redis.xrange(key, `(${this.lastId}`, '+'), queue.getJob(jobId)]);
+      this.#done = true;
+      this.push(rest.map(([id, fields]) => parseEntry(id, fields)));
       this.#give(
         job === undefined
           ? { event: 'outcome', state: 'missing', returnvalue: undefined, failedReason: undefined }
@@ -180,8 +205,6 @@ class RemoteRun {
       this.dispose();
     } catch (error) {
       this.shared.onError(asError(error));
-    } finally {
-      this.#checking = false;
     }
   }
 

@@ -52,6 +52,25 @@ export interface WireEntry {
   readonly data: string | undefined;
 }
 
+/**
+ * The event name of an entry that carries several events, as a JSON array of `[event, data]`.
+ *
+ * @internal
+ */
+export const BATCH = 'batch';
+
+/**
+ * The events an entry carries: itself, or each event of a batch (with the entry's id,
+ * attempt and time).
+ *
+ * @internal
+ */
+export function unbatch(entry: WireEntry): WireEntry[] {
+  if (entry.event !== BATCH) return [entry];
+  const events = JSON.parse(String(entry.data)) as [string, string | null][];
+  return events.map(([event, data]) => ({ ...entry, event, data: data ?? undefined }));
+}
+
 /** @internal */
 export function entryFields(event: string, attempt: number, data: string | undefined): string[] {
   const fields = ['e', event, 'a', String(attempt), 't', String(Date.now())];

@@ -12,6 +12,7 @@ import type { RunJobData } from './trace.js';
 import {
   asError,
   assertOptionalInteger,
+  BATCH,
   entryFields,
   openRedis,
   parseWireError,
@@ -88,8 +89,13 @@ export interface RunnerWorker extends AsyncDisposable {
 }
 
 /** The events of one attempt, written in order on the job's stream. */
+/** One event as written: its name and its encoded data. */
+type WrittenEvent = [event: string, data: string | undefined];
+
 class AttemptStream {
   #last: Promise<unknown> = Promise.resolve();
+  /** Events written in this tick, sent together as one entry at its end. */
+  #batch: [WrittenEvent, ...WrittenEvent[]] | undefined;
 
   constructor(
     readonly redis: Redis,
@@ -98,16 +104,36 @@ class AttemptStream {
     readonly onError: (error: Error) => void,
   ) {}
 
-  /** Writes an entry; commands on one connection keep their order, so entries do too. */
+  /**
+   * Writes an event. Events of one tick (a synchronous run emits all of its events in one)
+   * go as one entry, and entries on one connection keep their order.
+   */
   write(event: string, data?: string): void {
-    this.#last = this.redis.xadd(this.key, '*', ...entryFields(event, this.attempt, data)).catch((error: unknown) => {
-      this.onError(asError(error));
-    });
+    if (this.#batch === undefined) {
+      this.#batch = [[event, data]];
+      queueMicrotask(() => {
+        this.#flush();
+      });
+    } else {
+      this.#batch.push([event, data]);
+    }
   }
 
   /** Resolves once everything written so far is in Redis (or failed). */
   flushed(): Promise<unknown> {
+    this.#flush();
     return this.#last;
+  }
+
+  #flush(): void {
+    const batch = this.#batch;
+    if (batch === undefined) return;
+    this.#batch = undefined;
+    const [[event, data]] = batch;
+    const fields = batch.length === 1 ? entryFields(event, this.attempt, data) : entryFields(BATCH, this.attempt, JSON.stringify(batch));
+    this.#last = this.redis.xadd(this.key, '*', ...fields).catch((error: unknown) => {
+      this.onError(asError(error));
+    });
   }
 }
 
