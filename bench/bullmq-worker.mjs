@@ -1,5 +1,6 @@
 // One worker process of bench/bullmq.mjs. Mode `runner`: startWorker() with a ProcessingRunner;
-// mode `bare`: a plain BullMQ Worker with the same processor. The processor is trivial: it
+// mode `bare`: a plain BullMQ Worker with the same processor; mode `bare-progress`: the same, and
+// the processor also calls job.updateProgress(). The processor is trivial: it
 // reports one progress update carrying the worker's clock (for the event latency) and returns
 // the payload doubled. Prints `ready` once it takes jobs; closes on SIGTERM.
 import { Worker } from 'bullmq';
@@ -24,7 +25,7 @@ if (mode === 'runner') {
   const worker = new Worker(
     queueName,
     async (job) => {
-      await job.updateProgress(now());
+      if (mode === 'bare-progress') await job.updateProgress(now());
       return job.data * 2;
     },
     { connection, prefix, concurrency },

@@ -127,7 +127,8 @@ async function runMode(mode, server, round) {
     await remote.close();
   } else {
     const queue = new Queue(queueName, { connection: server.options, prefix });
-    const events = new QueueEvents(queueName, { connection: server.options, prefix });
+    // From the stream's start: QueueEvents reads from `$` by default and would miss early completions.
+    const events = new QueueEvents(queueName, { connection: server.options, prefix, lastEventId: '0-0' });
     await events.waitUntilReady();
     const done = new Map();
     let resolveAll;
@@ -171,7 +172,10 @@ try {
   for (let round = 0; round < ROUNDS; round++) {
     const order = round % 2 === 0 ? modes : [...modes].reverse();
     const results = {};
-    for (const mode of order) results[mode] = await runMode(mode, server, round);
+    for (const mode of order) {
+      results[mode] = await runMode(mode, server, round);
+      console.error(`  ${mode}: ${results[mode].jobsPerSecond.toFixed(0)} jobs/s`);
+    }
     for (const mode of modes) rows.push({ round, ...results[mode], ratio: results[mode].msPerJob / results.bare.msPerJob });
     console.error(`round ${String(round + 1)}/${String(ROUNDS)} done`);
   }
