@@ -11,6 +11,7 @@ module.exports = {
     '^(\\.{1,2}/.*)\\.js$': '$1',
     '^processing-runner$': '<rootDir>/src/index.ts',
     '^processing-runner/tracing$': '<rootDir>/src/tracing.ts',
+    '^processing-runner/bullmq$': '<rootDir>/src/bullmq.ts',
   },
   collectCoverageFrom: ['src/**/*.ts'],
   coverageReporters: ['text-summary', 'json-summary', 'lcov'],

@@ -22,6 +22,16 @@ describe('parseCommand()', () => {
     });
   });
 
+  test('parseCommand() - worker: --redis, and --concurrency and --queue with their defaults', () => {
+    expect(parseCommand(['worker', '--redis', 'redis://127.0.0.1:6379'])).toEqual({ kind: 'worker', redis: 'redis://127.0.0.1:6379', concurrency: 1, queueName: 'images' });
+    expect(parseCommand(['worker', '--redis', 'unix:///tmp/r.sock', '--concurrency', '4', '--queue', 'gpu'])).toEqual({
+      kind: 'worker',
+      redis: 'unix:///tmp/r.sock',
+      concurrency: 4,
+      queueName: 'gpu',
+    });
+  });
+
   test('parseCommand() - --help and --version win over everything else', () => {
     expect(parseCommand(['generate', '--help'])).toEqual({ kind: 'help' });
     expect(parseCommand(['-v'])).toEqual({ kind: 'version' });
@@ -32,8 +42,14 @@ describe('parseCommand()', () => {
     [['generate', '--prompt'], '--prompt needs a value (write --prompt=VALUE for one that starts with a dash)'],
     [['generate', '--prompt', 'x', '--seed', '-1'], '--seed needs a value (write --seed=VALUE for one that starts with a dash)'],
     [['generate'], '--prompt is required'],
-    [[], 'missing command: expected `generate`'],
-    [['draw', '--prompt', 'x'], "unknown command 'draw': expected `generate`"],
+    [[], 'missing command: expected `generate` or `worker`'],
+    [['draw', '--prompt', 'x'], "unknown command 'draw': expected `generate` or `worker`"],
+    [['worker'], '--redis is required'],
+    [['worker', '--redis', 'http://x'], "--redis must be a redis://, rediss:// or unix:// URL, got 'http://x'"],
+    [['worker', '--redis', 'redis://x', '--concurrency', '0'], "--concurrency must be an integer from 1 to 64, got '0'"],
+    [['worker', '--redis', 'redis://x', '--queue', 'a:b'], "--queue must be a name without spaces or colons, got 'a:b'"],
+    [['worker', '--redis', 'redis://x', '--prompt', 'x'], '--prompt is not an option of `worker`'],
+    [['generate', '--prompt', 'x', '--redis', 'redis://x'], '--redis is not an option of `generate`'],
     [['generate', 'extra', '--prompt', 'x'], "unexpected argument 'extra'"],
     [['generate', '--prompt', 'x', '--steps', '0'], "--steps must be an integer from 1 to 150, got '0'"],
     [['generate', '--prompt', 'x', '--steps', '1000000000'], "--steps must be an integer from 1 to 150, got '1000000000'"],

@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 
-import { BOUNDS, DEFAULTS, describeBound, isWithin, MAX_PROMPT_LENGTH, normaliseGeneration, type GenerationParams } from '../generator/params.js';
+import { BOUNDS, DEFAULTS, describeBound, isWithin, MAX_PROMPT_LENGTH, normaliseGeneration, type GenerationParams, type IntegerBound } from '../generator/params.js';
+import { DEFAULT_QUEUE } from '../worker/worker.js';
 
 /** What the command line asked for. */
 export type Command =
@@ -12,12 +13,16 @@ export type Command =
       readonly timeoutSeconds: number | undefined;
       readonly json: boolean;
       readonly trace: boolean;
-    };
+    }
+  | { readonly kind: 'worker'; readonly redis: string; readonly concurrency: number; readonly queueName: string };
 
 /** A bad command line: the message names the argument and what it accepts. */
 export class UsageError extends Error {
   override readonly name = 'UsageError';
 }
+
+/** `--concurrency` of the worker command. */
+const CONCURRENCY: IntegerBound = { min: 1, max: 64, multipleOf: 1 };
 
 /** The largest `--timeout`: what `setTimeout` keeps, in seconds. */
 const MAX_TIMEOUT_SECONDS = 2_147_483;
@@ -26,6 +31,7 @@ export const USAGE = `processing-runner: run the demo image generator through pr
 
 Usage:
   processing-runner generate --prompt TEXT [options]
+  processing-runner worker --redis URL [--concurrency N] [--queue NAME]
   processing-runner --help | --version
 
 Options for generate:
@@ -38,6 +44,11 @@ Options for generate:
       --json             print the result as JSON on stdout; progress stays on stderr
       --trace            print the run's OpenTelemetry span tree
   -h, --help             show this help
+
+Options for worker (runs the demo generator for RemoteRunner producers, until SIGTERM):
+      --redis URL        redis://HOST:PORT, rediss://… or unix:///PATH (required)
+      --concurrency N    runs at once, ${describeBound(CONCURRENCY)} (default 1)
+      --queue NAME       the BullMQ queue (default ${DEFAULT_QUEUE})
   -v, --version          print the versions
 
 The generator is a deterministic demo, not a model: the same prompt, seed, steps and size
@@ -56,7 +67,14 @@ const OPTIONS = {
   trace: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'v' },
+  redis: { type: 'string' },
+  concurrency: { type: 'string' },
+  queue: { type: 'string' },
 } as const;
+
+/** The options only `generate` takes, and the ones only `worker` takes. */
+const GENERATE_ONLY = ['prompt', 'seed', 'steps', 'size', 'out', 'timeout', 'json', 'trace'] as const;
+const WORKER_ONLY = ['redis', 'concurrency', 'queue'] as const;
 
 /**
  * Reads the command line (without `node` and the script).
@@ -68,9 +86,12 @@ export function parseCommand(argv: readonly string[]): Command {
   if (values.help === true) return { kind: 'help' };
   if (values.version === true) return { kind: 'version' };
   const [command, ...rest] = positionals;
-  if (command === undefined) throw new UsageError('missing command: expected `generate`');
-  if (command !== 'generate') throw new UsageError(`unknown command '${command}': expected \`generate\``);
+  if (command === undefined) throw new UsageError('missing command: expected `generate` or `worker`');
+  if (command !== 'generate' && command !== 'worker') throw new UsageError(`unknown command '${command}': expected \`generate\` or \`worker\``);
   if (rest.length > 0) throw new UsageError(`unexpected argument '${rest.join(' ')}'`);
+  const foreign = (command === 'worker' ? GENERATE_ONLY : WORKER_ONLY).find((name) => values[name] !== undefined);
+  if (foreign !== undefined) throw new UsageError(`--${foreign} is not an option of \`${command}\``);
+  if (command === 'worker') return parseWorker(values);
   if (values.prompt === undefined) throw new UsageError('--prompt is required');
 
   const [width, height] = values.size === undefined ? [DEFAULTS.width, DEFAULTS.height] : parseSize(values.size);
@@ -100,6 +121,19 @@ export function parseCommand(argv: readonly string[]): Command {
   };
 }
 
+function parseWorker(values: ReturnType<typeof parseStrict>['values']): Command {
+  const { redis, concurrency, queue = DEFAULT_QUEUE } = values;
+  if (redis === undefined) throw new UsageError('--redis is required');
+  if (!/^(rediss?|unix):\/\/./.test(redis)) throw new UsageError(`--redis must be a redis://, rediss:// or unix:// URL, got ${quote(redis)}`);
+  if (!/^[^\s:]+$/.test(queue)) throw new UsageError(`--queue must be a name without spaces or colons, got ${quote(queue)}`);
+  return {
+    kind: 'worker',
+    redis,
+    concurrency: concurrency === undefined ? 1 : parseInteger('--concurrency', concurrency, CONCURRENCY),
+    queueName: queue,
+  };
+}
+
 function parseStrict(argv: readonly string[]): ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>> {
   try {
     return parseArgs({ args: [...argv], options: OPTIONS, allowPositionals: true, strict: true });
@@ -116,7 +150,7 @@ function parseStrict(argv: readonly string[]): ReturnType<typeof parseArgs<{ opt
   }
 }
 
-function parseInteger(flag: string, raw: string, bound: (typeof BOUNDS)[keyof typeof BOUNDS]): number {
+function parseInteger(flag: string, raw: string, bound: IntegerBound): number {
   const value = /^[+-]?\d+$/.test(raw.trim()) ? Number(raw) : Number.NaN;
   if (!isWithin(value, bound)) throw new UsageError(`${flag} must be ${describeBound(bound)}, got ${quote(raw)}`);
   return value;

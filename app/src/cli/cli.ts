@@ -11,6 +11,7 @@ import { attachMetrics, attachProgress, attachTracing } from '../instrument.js';
 import { createProgressDisplay, describeStop, formatSpanTree, formatSummary } from './output.js';
 import type { GenerationInput } from '../generator/params.js';
 import { DemoImageRunner } from '../generator/pipeline.js';
+import { runWorker } from '../worker/worker.js';
 
 /** The process exit codes, as `timeout(1)` and shells use them. */
 export const EXIT = { ok: 0, failed: 1, usage: 2, timeout: 124, interrupted: 130 } as const;
@@ -37,6 +38,11 @@ export async function main(argv: readonly string[]): Promise<number> {
       return EXIT.ok;
     case 'generate':
       return generate(command);
+    case 'worker':
+      return runWorker(command, {
+        log: (line) => process.stderr.write(`${line}\n`),
+        signals: process,
+      });
   }
 }
 

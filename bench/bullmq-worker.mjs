@@ -1,0 +1,39 @@
+// One worker process of bench/bullmq.mjs. Mode `runner`: startWorker() with a ProcessingRunner;
+// mode `bare`: a plain BullMQ Worker with the same processor; mode `bare-progress`: the same, and
+// the processor also calls job.updateProgress(). The processor is trivial: it
+// reports one progress update carrying the worker's clock (for the event latency) and returns
+// the payload doubled. Prints `ready` once it takes jobs; closes on SIGTERM.
+import { Worker } from 'bullmq';
+
+import { ProcessingRunner } from '../dist/index.js';
+import { startWorker } from '../dist/bullmq.js';
+
+const { mode, connection, prefix, queueName, concurrency } = JSON.parse(process.argv[2]);
+const now = () => performance.timeOrigin + performance.now();
+
+let close;
+if (mode === 'runner') {
+  const runner = new ProcessingRunner({
+    processor: (n, { reportProgress }) => {
+      reportProgress({ step: 1, total: 1, info: now() });
+      return n * 2;
+    },
+  });
+  const worker = await startWorker(runner, { queueName, connection, prefix, concurrency });
+  close = () => worker.close();
+} else {
+  const worker = new Worker(
+    queueName,
+    async (job) => {
+      if (mode === 'bare-progress') await job.updateProgress(now());
+      return job.data * 2;
+    },
+    { connection, prefix, concurrency },
+  );
+  await worker.waitUntilReady();
+  close = () => worker.close();
+}
+process.once('SIGTERM', () => {
+  void close().then(() => process.exit(0));
+});
+process.stdout.write('ready\n');

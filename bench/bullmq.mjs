@@ -1,0 +1,201 @@
+// processing-runner/bullmq against bare BullMQ, in one run: 1,000 jobs with a trivial processor
+// through 4 worker processes, for each of
+//   runner         RemoteRunner.run() per job → startWorker(ProcessingRunner) (events, outcome from the job)
+//   bare           Queue.add() per job → a plain BullMQ Worker; completions from QueueEvents
+//   bare+progress  the same, the processor also calls job.updateProgress() (BullMQ's own event path)
+// Rounds alternate the order of the modes. Reports jobs/s, per-job time as a ratio to bare,
+// and event latency worker → producer listener (p50, p99).
+//
+//   npm run bench:bullmq                       (builds first; REDIS_URL, else a redis-server of its own, else 127.0.0.1:6379)
+//   npm run bench:bullmq -- --jobs 200 --rounds 1
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+
+import { Queue, QueueEvents } from 'bullmq';
+import { Redis } from 'ioredis';
+
+import { ProcessingRequest } from '../dist/index.js';
+import { RemoteRunner } from '../dist/bullmq.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const { values: args } = parseArgs({
+  options: {
+    jobs: { type: 'string', default: '1000' },
+    workers: { type: 'string', default: '4' },
+    concurrency: { type: 'string', default: '8' },
+    rounds: { type: 'string', default: '3' },
+  },
+});
+const JOBS = Number(args.jobs);
+const WORKERS = Number(args.workers);
+const CONCURRENCY = Number(args.concurrency);
+const ROUNDS = Number(args.rounds);
+const now = () => performance.timeOrigin + performance.now();
+
+/** A Redis of our own when we can (so other users of the shared one do not skew it). */
+async function redis() {
+  if (process.env.REDIS_URL) return { connection: process.env.REDIS_URL, options: urlOptions(process.env.REDIS_URL), stop: () => Promise.resolve(), where: 'REDIS_URL' };
+  if (spawnSync('redis-server', ['--version']).status === 0) {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'pr-bench-redis-'));
+    const socket = path.join(dir, 'redis.sock');
+    const child = spawn('redis-server', ['--port', '0', '--unixsocket', socket, '--dir', dir, '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+    for (let tries = 0; ; tries++) {
+      const probe = new Redis({ path: socket, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+      probe.on('error', () => undefined);
+      try {
+        await probe.connect();
+        await probe.ping();
+        probe.disconnect();
+        break;
+      } catch {
+        probe.disconnect();
+        if (tries > 200) throw new Error('redis-server did not start');
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    }
+    return {
+      connection: `unix://${socket}`,
+      options: { path: socket },
+      where: 'a redis-server of its own (unix socket, no persistence)',
+      stop: async () => {
+        child.kill('SIGTERM');
+        await new Promise((resolve) => child.once('exit', resolve));
+        rmSync(dir, { recursive: true, force: true });
+      },
+    };
+  }
+  return { connection: 'redis://127.0.0.1:6379', options: { host: '127.0.0.1', port: 6379 }, stop: () => Promise.resolve(), where: '127.0.0.1:6379 (shared)' };
+}
+
+function urlOptions(url) {
+  const parsed = new URL(url);
+  return parsed.protocol === 'unix:' ? { path: parsed.pathname } : { host: parsed.hostname, port: Number(parsed.port || 6379) };
+}
+
+async function startWorkers(mode, settings) {
+  const workers = [];
+  for (let index = 0; index < WORKERS; index++) {
+    const child = spawn(process.execPath, [path.join(here, 'bullmq-worker.mjs'), JSON.stringify({ mode, ...settings })], { stdio: ['ignore', 'pipe', 'inherit'] });
+    await new Promise((resolve, reject) => {
+      child.once('exit', (code) => reject(new Error(`worker exited with ${String(code)}`)));
+      createInterface({ input: child.stdout }).once('line', resolve);
+    });
+    workers.push(child);
+  }
+  return async () => {
+    await Promise.all(
+      workers.map((child) => {
+        const exited = new Promise((resolve) => child.once('exit', resolve));
+        child.kill('SIGTERM');
+        return exited;
+      }),
+    );
+  };
+}
+
+function percentile(sorted, p) {
+  return sorted.length === 0 ? Number.NaN : sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+}
+
+async function runMode(mode, server, round) {
+  const prefix = `bench${String(process.pid)}r${String(round)}${mode.replace(/\W/g, '')}`;
+  const queueName = 'q';
+  const workerConnection = mode === 'runner' ? server.connection : server.options;
+  const stopWorkers = await startWorkers(mode === 'runner' ? 'runner' : mode === 'bare' ? 'bare' : 'bare-progress', {
+    connection: workerConnection,
+    prefix,
+    queueName,
+    concurrency: CONCURRENCY,
+  });
+  const latencies = [];
+  let elapsed;
+  let checked = 0;
+  if (mode === 'runner') {
+    const remote = new RemoteRunner({ queueName, connection: server.connection, prefix });
+    remote.on('progress', (_state, update) => latencies.push(now() - update.info));
+    const started = now();
+    const results = await Promise.all(Array.from({ length: JOBS }, (_, n) => remote.run(new ProcessingRequest(n))));
+    elapsed = now() - started;
+    results.forEach((result, n) => {
+      if (result === n * 2) checked++;
+    });
+    await remote.close();
+  } else {
+    const queue = new Queue(queueName, { connection: server.options, prefix });
+    // From the stream's start: QueueEvents reads from `$` by default and would miss early completions.
+    const events = new QueueEvents(queueName, { connection: server.options, prefix, lastEventId: '0-0' });
+    await events.waitUntilReady();
+    const done = new Map();
+    let resolveAll;
+    const all = new Promise((resolve) => {
+      resolveAll = resolve;
+    });
+    events.on('progress', ({ data }) => latencies.push(now() - Number(data)));
+    events.on('completed', ({ jobId, returnvalue }) => {
+      done.set(jobId, returnvalue);
+      if (done.size === JOBS) resolveAll();
+    });
+    const started = now();
+    const ids = await Promise.all(Array.from({ length: JOBS }, async (_, n) => [(await queue.add('job', n)).id, n]));
+    await all;
+    elapsed = now() - started;
+    for (const [id, n] of ids) if (Number(done.get(id)) === n * 2) checked++;
+    await events.close();
+    await queue.obliterate({ force: true });
+    await queue.close();
+  }
+  await stopWorkers();
+  if (mode === 'runner') {
+    const admin = new Redis(server.options);
+    let cursor = '0';
+    do {
+      const [next, keys] = await admin.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+      cursor = next;
+      if (keys.length > 0) await admin.del(...keys);
+    } while (cursor !== '0');
+    await admin.quit();
+  }
+  if (checked !== JOBS) throw new Error(`${mode}: ${String(checked)} of ${String(JOBS)} results right`);
+  latencies.sort((a, b) => a - b);
+  return { mode, jobsPerSecond: (JOBS * 1000) / elapsed, msPerJob: elapsed / JOBS, p50: percentile(latencies, 50), p99: percentile(latencies, 99), events: latencies.length };
+}
+
+const server = await redis();
+const modes = ['runner', 'bare', 'bare+progress'];
+const rows = [];
+try {
+  for (let round = 0; round < ROUNDS; round++) {
+    const order = round % 2 === 0 ? modes : [...modes].reverse();
+    const results = {};
+    for (const mode of order) {
+      results[mode] = await runMode(mode, server, round);
+      console.error(`  ${mode}: ${results[mode].jobsPerSecond.toFixed(0)} jobs/s`);
+    }
+    for (const mode of modes) rows.push({ round, ...results[mode], ratio: results[mode].msPerJob / results.bare.msPerJob });
+    console.error(`round ${String(round + 1)}/${String(ROUNDS)} done`);
+  }
+} finally {
+  await server.stop();
+}
+
+const median = (values) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)];
+};
+console.log(`${String(JOBS)} jobs, ${String(WORKERS)} worker processes × concurrency ${String(CONCURRENCY)}, ${String(ROUNDS)} rounds; Redis: ${server.where}; Node ${process.version}, ${os.cpus()[0]?.model ?? 'cpu'} × ${String(os.cpus().length)}, load ${os.loadavg().map((n) => n.toFixed(1)).join(' ')}`);
+console.log('');
+console.log('| mode | jobs/s (median) | per-job time vs bare (median of per-round ratios) | event latency p50 | p99 |');
+console.log('|---|---:|---:|---:|---:|');
+for (const mode of modes) {
+  const of = rows.filter((row) => row.mode === mode);
+  const latency = (key) => (mode === 'bare' ? '—' : `${median(of.map((row) => row[key])).toFixed(2)} ms`);
+  console.log(`| ${mode} | ${median(of.map((row) => row.jobsPerSecond)).toFixed(0)} | ${median(of.map((row) => row.ratio)).toFixed(2)}× | ${latency('p50')} | ${latency('p99')} |`);
+}
+console.log('');
+console.log('Per round:');
+for (const row of rows) console.log(`  round ${String(row.round + 1)} ${row.mode.padEnd(14)} ${row.jobsPerSecond.toFixed(0).padStart(6)} jobs/s  ${row.ratio.toFixed(2)}×  p50 ${row.p50.toFixed(2)} ms  p99 ${row.p99.toFixed(2)} ms  (${String(row.events)} events)`);

@@ -1,0 +1,42 @@
+import type { Phase } from '../events.js';
+
+/**
+ * What a `RemoteRunner` run rejects with when the run failed on a worker: the worker's error,
+ * rebuilt from its name, message and stack (an error's class does not cross processes).
+ *
+ * @example
+ * ```ts
+ * import { ProcessingRequest } from 'processing-runner';
+ * import { RemoteRunError, RemoteRunner } from 'processing-runner/bullmq';
+ *
+ * const remote = new RemoteRunner<string, string>({ queueName: 'upper', connection: 'redis://127.0.0.1:6379' });
+ * try {
+ *   await remote.run(new ProcessingRequest('hi'));
+ * } catch (error) {
+ *   if (error instanceof RemoteRunError) console.error(`${error.remoteName} in ${String(error.phase)} on job ${error.jobId}`);
+ * }
+ * await remote.close();
+ * ```
+ */
+export class RemoteRunError extends Error {
+  /** Always `'RemoteRunError'`; the worker's error's name is `remoteName`. */
+  override readonly name = 'RemoteRunError';
+  /** The `name` of the error the worker saw, such as `TypeError`. */
+  readonly remoteName: string;
+  /** The phase the last attempt failed in, when the worker said. */
+  readonly phase: Phase | undefined;
+  /** The BullMQ job id of the run. */
+  readonly jobId: string;
+
+  /**
+   * @param message - The worker's error message.
+   * @param details - Where it came from.
+   */
+  constructor(message: string, details: { readonly remoteName: string; readonly phase?: Phase | undefined; readonly jobId: string; readonly stack?: string | undefined }) {
+    super(message);
+    this.remoteName = details.remoteName;
+    this.phase = details.phase;
+    this.jobId = details.jobId;
+    if (details.stack !== undefined) this.stack = details.stack;
+  }
+}

@@ -1,0 +1,552 @@
+import { Queue, type ConnectionOptions, type JobsOptions } from 'bullmq';
+import type { Redis } from 'ioredis';
+
+import { openCancellation, type RunOptions } from '../cancellation.js';
+import type { RunContext } from '../context.js';
+import { describeValue } from '../describe.js';
+import type { ProgressUpdate } from '../events.js';
+import { assertRequest, type ProcessingRequestLike, type ProcessingState } from '../request.js';
+import { ProcessingRunner } from '../runner.js';
+import { encodeWith, type Codec } from './codec.js';
+import { queueSettings, type RunQueueOptions } from './options.js';
+import { RemoteRunError } from './errors.js';
+import { StreamReader } from './reader.js';
+import type { RunJobData, TraceContextCarrier } from './trace.js';
+import {
+  asError,
+  assertOptionalInteger,
+  openRedis,
+  parseEntry,
+  parseWireError,
+  unbatch,
+  toAbortReason,
+  toWireError,
+  type RunKeys,
+  type WireEntry,
+  type WireError,
+} from './wire.js';
+
+/**
+ * The BullMQ job options a `RemoteRunner` passes on to every job it adds.
+ *
+ * @example
+ * ```ts
+ * import type { RemoteJobOptions } from 'processing-runner/bullmq';
+ *
+ * const jobOptions: RemoteJobOptions = { attempts: 3, backoff: { type: 'exponential', delay: 500 } };
+ * ```
+ */
+export type RemoteJobOptions = Pick<JobsOptions, 'attempts' | 'backoff' | 'priority' | 'removeOnComplete' | 'removeOnFail'>;
+
+/**
+ * Options of the `RemoteRunner` constructor.
+ *
+ * @example
+ * ```ts
+ * import type { RemoteRunnerOptions } from 'processing-runner/bullmq';
+ *
+ * const options: RemoteRunnerOptions = { queueName: 'images', connection: 'redis://127.0.0.1:6379', jobOptions: { attempts: 2 } };
+ * ```
+ */
+export interface RemoteRunnerOptions extends RunQueueOptions {
+  /**
+   * The name of every job added.
+   *
+   * @default 'run'
+   */
+  readonly jobName?: string | undefined;
+  /**
+   * BullMQ options of every job added. A cancelled job is never retried, whatever `attempts` says.
+   *
+   * @default { removeOnComplete: { age: 3600 }, removeOnFail: { age: 86400 } }
+   */
+  readonly jobOptions?: RemoteJobOptions | undefined;
+  /**
+   * How often (ms) a run reads its job's state when no event arrives, to notice a job that
+   * settled without a word from a worker (one that died more often than BullMQ allows).
+   *
+   * @default 1000
+   */
+  readonly pollMs?: number | undefined;
+}
+
+/** The queue of a `RemoteRunner`'s jobs. */
+type RunQueue = Queue<RunJobData, string, string, RunJobData, string, string>;
+
+/** What one run's job settled as, read from the job itself. */
+interface Outcome {
+  readonly event: 'outcome';
+  readonly state: 'completed' | 'failed' | 'missing';
+  readonly returnvalue: unknown;
+  readonly failedReason: string | undefined;
+}
+
+type Item = WireEntry | Outcome;
+
+/** What every run of one `RemoteRunner` shares. */
+interface Shared {
+  readonly queue: RunQueue;
+  readonly redis: Redis;
+  readonly reader: StreamReader;
+  readonly keys: RunKeys;
+  readonly codec: Codec;
+  readonly pollMs: number;
+  readonly onError: (error: Error) => void;
+  readonly pending: Set<Promise<unknown>>;
+}
+
+/** How long a cancellation flag waits for a job that has not started yet (ms). */
+const CANCEL_FLAG_TTL_MS = 24 * 3_600_000;
+
+/**
+ * One run of a `RemoteRunner`: its job, the entries read from the job's stream and not yet
+ * consumed, and what the phases of the producer's run wait on.
+ */
+class RemoteRun {
+  runId: number | undefined;
+  jobId: string | undefined;
+  key: string | undefined;
+  /** The id of the last stream entry taken in: everything up to it is in the inbox or consumed. */
+  lastId = '0-0';
+  context: RunContext | undefined;
+  readonly #inbox: Item[] = [];
+  #waiter: { resolve: (item: Item) => void; reject: (reason: unknown) => void } | undefined;
+  #latestAttempt = 0;
+  #progressAttempt = 0;
+  #furthest = -1;
+  #lastFailure: { readonly event: string; readonly wire: WireError } | undefined;
+  #checking = false;
+  #recheck = false;
+  /** Whether the outcome has been read: nothing more to check. */
+  #done = false;
+  #timer: ReturnType<typeof setInterval> | undefined;
+  #cancelRequested = false;
+
+  constructor(
+    readonly shared: Shared,
+    readonly data: RunJobData,
+    readonly controller: AbortController,
+  ) {
+    controller.signal.addEventListener(
+      'abort',
+      () => {
+        this.#waiter?.reject(controller.signal.reason);
+        this.#waiter = undefined;
+        this.#cancel();
+      },
+      { once: true },
+    );
+  }
+
+  /** Adds the job and starts reading its stream. */
+  async enqueue(jobName: string, jobOptions: JobsOptions): Promise<void> {
+    const job = await this.shared.queue.add(jobName, this.data, jobOptions);
+    this.jobId = String(job.id);
+    const key = this.shared.keys.events(this.jobId);
+    this.key = key;
+    this.shared.reader.add(key, this);
+    this.#timer = setInterval(() => void this.check(), this.shared.pollMs);
+    this.#timer.unref();
+    if (this.#cancelRequested) this.#publishCancel();
+  }
+
+  /** Takes in entries read from the stream, once each, in order; drops a dead attempt's. */
+  push(entries: readonly WireEntry[]): void {
+    for (const entry of entries) {
+      if (compareIds(entry.id, this.lastId) <= 0) continue;
+      this.lastId = entry.id;
+      // A worker that lost its job (its lock expired) may still write: only the latest attempt counts.
+      if (entry.attempt < this.#latestAttempt) continue;
+      this.#latestAttempt = entry.attempt;
+      for (const event of unbatch(entry)) this.#give(event);
+      if (entry.event === 'settled') void this.check();
+    }
+  }
+
+  /** Reads the job's state; once it has settled, takes in the stream's last entries, then the outcome. */
+  async check(): Promise<void> {
+    if (this.#checking) {
+      // The check under way may have read the state just before the job settled: check again after it.
+      this.#recheck = true;
+      return;
+    }
+    this.#checking = true;
+    try {
+      do {
+        this.#recheck = false;
+        await this.#checkOnce();
+      } while (this.#recheckAsked());
+    } finally {
+      this.#checking = false;
+    }
+  }
+
+  /** A call, not a field read, so the compiler does not take the field as fixed across the await. */
+  #recheckAsked(): boolean {
+    return this.#recheck && !this.#done;
+  }
+
+  async #checkOnce(): Promise<void> {
+    const { jobId, key } = this;
+    if (this.#done || jobId === undefined || key === undefined) return;
+    try {
+      const { queue, redis } = this.shared;
+      const state = await queue.getJobState(jobId);
+      if (state !== 'completed' && state !== 'failed' && state !== 'unknown') return;
+      // A job whose state is `unknown` is gone: getJob() then finds nothing either.
+      const [rest, job] = await Promise.all([redis.xrange(key, `(${this.lastId}`, '+'), queue.getJob(jobId)]);
+      this.#done = true;
+      this.push(rest.map(([id, fields]) => parseEntry(id, fields)));
+      this.#give(
+        job === undefined
+          ? { event: 'outcome', state: 'missing', returnvalue: undefined, failedReason: undefined }
+          : { event: 'outcome', state: state === 'completed' ? 'completed' : 'failed', returnvalue: job.returnvalue, failedReason: job.failedReason },
+      );
+      this.dispose();
+    } catch (error) {
+      this.shared.onError(asError(error));
+    }
+  }
+
+  /** The prepare phase: waits for the worker's `prepare` event. */
+  async prepare<P>(request: ProcessingRequestLike<P>, runId: number): Promise<ProcessingState<P>> {
+    const fallback: ProcessingState<P> = { runId, request, processing: request.processing };
+    return this.#until<ProcessingState<P>>((item) => {
+      if (item.event === 'prepare') return { value: { runId, request, processing: this.decode(item) as P } };
+      if (item.event === 'outcome' || item.event === 'progress' || item.event === 'execute' || item.event === 'finalize') {
+        // The worker's prepare event never came (its payload did not encode): go on without it.
+        this.#inbox.unshift(item);
+        return { value: fallback };
+      }
+      return undefined;
+    });
+  }
+
+  /** The execute phase: reports progress until the worker's `execute` event. */
+  async execute(context: RunContext): Promise<unknown> {
+    this.context = context;
+    return this.#until((item) => {
+      if (item.event === 'execute') return { value: this.decode(item) };
+      if (isOutcome(item)) {
+        this.#inbox.unshift(item);
+        return { value: this.#result(item) };
+      }
+      return undefined;
+    });
+  }
+
+  /** The finalize phase: waits for the job's outcome and returns its result. */
+  async finalize(): Promise<unknown> {
+    return this.#until((item) => (isOutcome(item) ? { value: this.#result(item) } : undefined));
+  }
+
+  /** Stops reading the stream and polling the job. */
+  dispose(): void {
+    clearInterval(this.#timer);
+    if (this.key !== undefined) this.shared.reader.delete(this.key, this);
+  }
+
+  decode(entry: WireEntry): unknown {
+    if (entry.data === undefined) throw new TypeError(`Expected the worker's ${entry.event} event to carry data, got none`);
+    return this.shared.codec.decode(entry.data);
+  }
+
+  /** Consumes items until `take` accepts one; reports progress and notes failures on the way. */
+  async #until<T>(take: (item: Item) => { value: T } | undefined): Promise<T> {
+    for (;;) {
+      const item = await this.#next();
+      if (isOutcome(item) && item.state !== 'completed') throw this.#failure(item);
+      const taken = take(item);
+      if (taken !== undefined) return taken.value;
+      if (item.event === 'progress') this.#progress(item);
+      if (item.event === 'error' || item.event === 'cancelled') this.#lastFailure = { event: item.event, wire: parseWireError(item.data) };
+    }
+  }
+
+  #next(): Promise<Item> {
+    const item = this.#inbox.shift();
+    if (item !== undefined) return Promise.resolve(item);
+    const { signal } = this.controller;
+    if (signal.aborted) return Promise.reject(signal.reason as Error);
+    return new Promise((resolve, reject) => {
+      this.#waiter = { resolve, reject };
+    });
+  }
+
+  #give(item: Item): void {
+    const waiter = this.#waiter;
+    if (waiter === undefined) {
+      this.#inbox.push(item);
+    } else {
+      this.#waiter = undefined;
+      waiter.resolve(item);
+    }
+  }
+
+  /** Progress the host sees never goes backwards: a retried attempt's is passed on once it gets further. */
+  #progress(entry: WireEntry): void {
+    const { context } = this;
+    if (context === undefined) return;
+    try {
+      const update = this.decode(entry) as ProgressUpdate;
+      const fraction = update.step / update.total;
+      if (entry.attempt !== this.#progressAttempt && !(fraction > this.#furthest)) return;
+      this.#progressAttempt = entry.attempt;
+      this.#furthest = Math.max(this.#furthest, fraction);
+      context.reportProgress(update);
+    } catch (error) {
+      this.shared.onError(asError(error));
+    }
+  }
+
+  #result(outcome: Outcome): unknown {
+    if (typeof outcome.returnvalue !== 'string') {
+      throw new TypeError(`Expected the job's return value to be the encoded result, got ${describeValue(outcome.returnvalue)}`);
+    }
+    return this.shared.codec.decode(outcome.returnvalue);
+  }
+
+  #failure(outcome: Outcome): unknown {
+    const jobId = String(this.jobId);
+    if (outcome.state === 'missing') {
+      return new RemoteRunError(`Job ${jobId} was removed before its outcome was read`, { remoteName: 'Error', jobId });
+    }
+    const last = this.#lastFailure;
+    if (last?.event === 'cancelled' && !this.controller.signal.aborted) {
+      // Cancelled on the worker's side: the producer's run is cancelled too, not failed.
+      this.controller.abort(toAbortReason(last.wire));
+      return this.controller.signal.reason;
+    }
+    const wire = last?.wire ?? { name: 'Error', message: outcome.failedReason ?? `Job ${jobId} failed` };
+    return new RemoteRunError(wire.message, { remoteName: wire.name, phase: wire.phase, jobId, stack: wire.stack });
+  }
+
+  #cancel(): void {
+    if (this.jobId === undefined) {
+      this.#cancelRequested = true;
+    } else {
+      this.#publishCancel();
+    }
+  }
+
+  /** A durable flag (for a job not started yet) and a message (for one running now). */
+  #publishCancel(): void {
+    const jobId = String(this.jobId);
+    const { redis, keys, pending, onError } = this.shared;
+    const reason = toWireError(this.controller.signal.reason);
+    const sent = redis
+      .multi()
+      .set(keys.cancel(jobId), JSON.stringify(reason), 'PX', CANCEL_FLAG_TTL_MS)
+      .publish(keys.channel, JSON.stringify({ jobId, reason }))
+      .exec()
+      .catch((error: unknown) => {
+        onError(asError(error));
+      })
+      .finally(() => pending.delete(sent));
+    pending.add(sent);
+  }
+}
+
+/**
+ * The producer's side of running on BullMQ workers: `run()` adds a job for the request and
+ * settles with the run's outcome on whichever worker took it, and the run's events are
+ * re-emitted here with the same names and payload shapes, so listeners, `jest.fn()` spies and
+ * the instrumentation modules (`attachProgress`, `attachMetrics`, `recordEvents`,
+ * `attachTracing`, `attachDiagnosticsChannel`) attach to it exactly as to a local runner.
+ *
+ * It is a `ProcessingRunner` whose three phases happen on a worker: prepare adds the job and
+ * ends with the worker's `prepare` event, execute reports the worker's progress and ends with
+ * its `execute` event, finalize ends when the job has completed and returns the job's result.
+ * Events come from the job's own Redis stream, read from its start: none is lost or repeated,
+ * however late the producer reads. The outcome is read from the job itself.
+ *
+ * Cancelling (`signal` or `timeoutMs`) cancels the run here at once (`cancelled`, not
+ * `error`) and aborts the worker's signal for the job; a job still waiting never starts, and
+ * none is retried. A run that failed on the worker rejects with a {@link RemoteRunError}. When
+ * BullMQ runs a job again (its `attempts`, or a worker that died), listeners see one `start`,
+ * one `prepare`, progress that never goes backwards and one terminal event (docs/scale-out.md).
+ *
+ * @typeParam P - The type of the processing payload.
+ * @typeParam R - The type of the result.
+ *
+ * @example
+ * ```ts
+ * import { ProcessingRequest, attachProgress } from 'processing-runner';
+ * import { RemoteRunner } from 'processing-runner/bullmq';
+ *
+ * const remote = new RemoteRunner<number, number>({ queueName: 'steps', connection: 'redis://127.0.0.1:6379' });
+ * using progress = attachProgress(remote);
+ * remote.on('progress', (state, { step, total }) => console.log(`${String(step)}/${String(total)}`));
+ * const result = await remote.run(new ProcessingRequest(20), { timeoutMs: 60_000 });
+ * console.log(result, progress.get(1));
+ * await remote.close();
+ * ```
+ */
+export class RemoteRunner<P = unknown, R = unknown> extends ProcessingRunner<P, R> {
+  readonly #shared: Shared;
+  readonly #traceContext: TraceContextCarrier | undefined;
+  readonly #jobName: string;
+  readonly #jobOptions: JobsOptions;
+  /** The run whose prepare phase is about to be called (handed over synchronously by `run()`). */
+  #starting: RemoteRun | undefined;
+  readonly #runs = new Map<number, RemoteRun>();
+  readonly #inFlight = new Set<Promise<unknown>>();
+  #closing: Promise<void> | undefined;
+
+  /**
+   * @param options - `queueName` and `connection`, and optionally the rest of {@link RemoteRunnerOptions}.
+   * @throws TypeError for bad options, before connecting.
+   */
+  constructor(options: RemoteRunnerOptions) {
+    super();
+    const { queueName, redis: redisOptions, prefix, keys, codec, traceContext, onError } = queueSettings(options);
+    const { jobName = 'run', jobOptions = {}, pollMs = 1000 } = options;
+    if (typeof jobName !== 'string' || jobName === '') {
+      throw new TypeError(`Expected \`options.jobName\` to be a non-empty string, got ${describeValue(jobName)}`);
+    }
+    if (typeof jobOptions !== 'object' || (jobOptions as unknown) === null) {
+      throw new TypeError(`Expected \`options.jobOptions\` to be an object, got ${describeValue(jobOptions)}`);
+    }
+    assertOptionalInteger(pollMs, 'options.pollMs', 1);
+
+    const queue = new Queue<RunJobData, string, string, RunJobData, string, string>(queueName, { connection: { ...redisOptions } as ConnectionOptions, prefix });
+    queue.on('error', onError);
+    const redis = openRedis(redisOptions, keys.clientName('producer'));
+    redis.on('error', onError);
+    const reader = new StreamReader(openRedis(redisOptions, keys.clientName('reader')), redis, keys.clientName('wake'), onError);
+    this.#shared = { queue, redis, reader, keys, codec, pollMs, onError, pending: new Set() };
+    this.#traceContext = traceContext;
+    this.#jobName = jobName;
+    this.#jobOptions = { removeOnComplete: { age: 3600 }, removeOnFail: { age: 86_400 }, ...jobOptions };
+  }
+
+  /** The BullMQ `Queue` the jobs go to, for its counters and its own events. */
+  get queue(): Queue<RunJobData, string, string, RunJobData, string, string> {
+    return this.#shared.queue;
+  }
+
+  /**
+   * Runs one request on a worker. Validates the request and options and encodes the payload
+   * before anything else, then emits `start` and adds the job.
+   *
+   * @param request - An object with a `processing` property, such as a `ProcessingRequest`.
+   * @param options - `signal` and `timeoutMs`, either or both.
+   * @returns The result of the worker's finalize phase, read from the job.
+   * @throws TypeError (as a rejection) for a bad request or options, or a payload the codec
+   * cannot encode, before any event; `Error` when the runner was closed.
+   */
+  override async run(request: ProcessingRequestLike<P>, options?: RunOptions): Promise<R> {
+    assertRequest(request);
+    const cancellation = options === undefined ? undefined : openCancellation(options);
+    const outer = cancellation?.signal;
+    const controller = new AbortController();
+    const forward = (): void => {
+      controller.abort(outer?.reason);
+    };
+    try {
+      if (this.#closing !== undefined) throw new Error('Expected an open RemoteRunner, got one whose close() was called');
+      const processing = encodeWith(this.#shared.codec, request.processing, '`request.processing`');
+      const trace = this.#traceContext?.inject();
+      const data: RunJobData = trace === undefined ? { processing } : { processing, trace };
+      if (outer?.aborted === true) controller.abort(outer.reason);
+      outer?.addEventListener('abort', forward, { once: true });
+      const run = new RemoteRun(this.#shared, data, controller);
+      const previous = this.#starting;
+      this.#starting = run;
+      let settled: Promise<R>;
+      try {
+        settled = super.run(request, { signal: controller.signal });
+      } finally {
+        this.#starting = previous;
+      }
+      this.#inFlight.add(settled);
+      try {
+        return await settled;
+      } finally {
+        this.#inFlight.delete(settled);
+        run.dispose();
+        if (run.runId !== undefined) this.#runs.delete(run.runId);
+      }
+    } finally {
+      outer?.removeEventListener('abort', forward);
+      cancellation?.dispose();
+    }
+  }
+
+  /**
+   * Always throws: a remote run cannot be synchronous.
+   *
+   * @throws TypeError always; use `run()`.
+   */
+  override runSync(_request: ProcessingRequestLike<P>): R {
+    throw new TypeError('Expected run() for a RemoteRunner, got runSync(): a run on another process cannot be synchronous');
+  }
+
+  /**
+   * Adds the job and waits for the worker's prepare phase. Called by `run()`.
+   *
+   * @throws TypeError when called other than by `run()`.
+   */
+  override prepare(request: ProcessingRequestLike<P>, runId: number): Promise<ProcessingState<P>> {
+    const run = this.#starting;
+    this.#starting = undefined;
+    if (run === undefined) throw new TypeError('Expected prepare() to be called by run(), got a direct call');
+    run.runId = runId;
+    this.#runs.set(runId, run);
+    return run.enqueue(this.#jobName, this.#jobOptions).then(() => run.prepare(request, runId));
+  }
+
+  /**
+   * Reports the worker's progress and waits for its execute phase. Called by `run()`.
+   *
+   * @throws TypeError when called other than by `run()`.
+   */
+  override execute(state: ProcessingState<P>, context: RunContext): Promise<R> {
+    return this.#run(state).execute(context) as Promise<R>;
+  }
+
+  /**
+   * Waits for the job to complete and returns its result. Called by `run()`.
+   *
+   * @throws TypeError when called other than by `run()`.
+   */
+  override finalize(state: ProcessingState<P>, _result: R): Promise<R> {
+    return this.#run(state).finalize() as Promise<R>;
+  }
+
+  /**
+   * Stops taking runs, waits for the runs in flight to settle (abort them first to stop
+   * sooner), then closes the connections. Later calls return the same promise.
+   */
+  close(): Promise<void> {
+    return (this.#closing ??= (async () => {
+      await Promise.allSettled([...this.#inFlight]);
+      await Promise.allSettled([...this.#shared.pending]);
+      await this.#shared.reader.close();
+      await Promise.allSettled([this.#shared.queue.close(), this.#shared.redis.quit()]);
+    })());
+  }
+
+  /** Closes the runner; the same as {@link RemoteRunner.close}. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  #run(state: ProcessingState<P>): RemoteRun {
+    const run = this.#runs.get(state.runId);
+    if (run === undefined) throw new TypeError(`Expected a run of this RemoteRunner, got run ${String(state.runId)}`);
+    return run;
+  }
+}
+
+function isOutcome(item: Item): item is Outcome {
+  return item.event === 'outcome';
+}
+
+/** Orders stream ids (`<ms>-<seq>`). */
+function compareIds(a: string, b: string): number {
+  const aDash = a.indexOf('-');
+  const bDash = b.indexOf('-');
+  return Number(a.slice(0, aDash)) - Number(b.slice(0, bDash)) || Number(a.slice(aDash + 1)) - Number(b.slice(bDash + 1));
+}
+

@@ -1,0 +1,46 @@
+/**
+ * Carries a trace context from the producer to the worker inside the job: `inject` runs where
+ * `RemoteRunner.run()` is called and returns the headers to carry (W3C `traceparent` and
+ * `tracestate`, for instance); `extract` runs the worker's run inside the context those
+ * headers describe. `processing-runner/tracing` exports one for OpenTelemetry,
+ * `w3cTraceContext`; this package itself does not depend on OpenTelemetry.
+ *
+ * @example
+ * ```ts
+ * import type { TraceContextCarrier } from 'processing-runner/bullmq';
+ *
+ * // Carries a request id instead of a trace (for logs, say).
+ * let currentRequestId = 'none';
+ * const requestIds: TraceContextCarrier = {
+ *   inject: () => ({ 'x-request-id': currentRequestId }),
+ *   extract: (headers, fn) => {
+ *     currentRequestId = headers['x-request-id'] ?? 'none';
+ *     return fn();
+ *   },
+ * };
+ * ```
+ */
+export interface TraceContextCarrier {
+  /** Returns the headers that describe the current context, or `undefined` when there is none. */
+  readonly inject: () => Readonly<Record<string, string>> | undefined;
+  /** Calls `fn` inside the context `headers` describe and returns what it returned. */
+  readonly extract: <T>(headers: Readonly<Record<string, string>>, fn: () => T) => T;
+}
+
+/**
+ * What a job of a `RemoteRunner` carries: the payload, encoded by the codec, and the trace
+ * headers when a `traceContext` carrier was given.
+ *
+ * @example
+ * ```ts
+ * import type { RunJobData } from 'processing-runner/bullmq';
+ *
+ * const data: RunJobData = { processing: '{"prompt":"a cat"}' };
+ * ```
+ */
+export interface RunJobData {
+  /** The request's `processing`, encoded by the codec. */
+  readonly processing: string;
+  /** Headers from the producer's `traceContext.inject()`. */
+  readonly trace?: Readonly<Record<string, string>>;
+}
