@@ -13,6 +13,8 @@ import staticPlugin from './plugins/external/static.js';
 import swaggerPlugin from './plugins/external/swagger.js';
 import healthRoutes from './routes/health/index.js';
 import runsRoutes from './routes/runs/index.js';
+import sdapiRoutes from './routes/sdapi/index.js';
+import { toHttpValidationError } from './sdapi/errors.js';
 
 export type { AppOptions } from './options.js';
 
@@ -34,12 +36,15 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     forceCloseConnections: 'idle',
     ajv: {
       // `additionalProperties: false` refuses unknown fields (Fastify's default strips them).
-      customOptions: { removeAdditional: false, allErrors: false },
+      // Scalars are coerced ("5" is 5, as pydantic does), a string is not made into a list.
+      customOptions: { removeAdditional: false, allErrors: false, coerceTypes: true },
     },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
     if (error.validation !== undefined) {
+      // The webui's routes answer as FastAPI does: 422 and `{ detail: [{ loc, msg, type }] }`.
+      if (request.url.startsWith('/sdapi/')) return reply.code(422).send(toHttpValidationError(error.validation, error.validationContext));
       return reply.code(400).send({ message: error.message });
     }
     const status = error.statusCode !== undefined && error.statusCode >= 400 ? error.statusCode : 500;
@@ -56,6 +61,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(swaggerPlugin, { version: APP_VERSION });
   await app.register(healthRoutes);
   await app.register(runsRoutes);
+  await app.register(sdapiRoutes);
   await app.register(staticPlugin, { root: options.webRoot ?? DEFAULT_WEB_ROOT });
   return app;
 }

@@ -109,6 +109,7 @@ export class RunService {
   readonly #detach: Detach;
   #seq = 0;
   #finished: string[] = [];
+  #lastStarted: string | undefined;
 
   constructor(queue: RunQueue, options: RunServiceOptions) {
     this.queue = queue;
@@ -178,6 +179,32 @@ export class RunService {
     return { runs: all.slice(0, limit), more: all.length > limit };
   }
 
+  /** The running run that started first; `undefined` when none runs. */
+  current(): RunRecord | undefined {
+    let first: RunRecord | undefined;
+    for (const record of this.#byRunnerId.values()) {
+      if (record.status === 'running' && (first === undefined || (record.startedAt ?? 0) < (first.startedAt ?? 0))) first = record;
+    }
+    return first;
+  }
+
+  /** The run that started last, running or not (while the service still knows it). */
+  lastStarted(): RunRecord | undefined {
+    return this.#lastStarted === undefined ? undefined : this.#records.get(this.#lastStarted);
+  }
+
+  /** Resolves when the run's `end` event has been sent (at once for a run that has ended). */
+  ended(record: RunRecord): Promise<void> {
+    if (record.events.at(-1)?.event === 'end') return Promise.resolve();
+    return new Promise((resolve) => {
+      const unsubscribe = this.subscribe(record, (event) => {
+        if (event.event !== 'end') return;
+        unsubscribe();
+        resolve();
+      });
+    });
+  }
+
   /** Runs that have not ended. */
   active(): RunRecord[] {
     return [...this.#records.values()].filter((record) => !isTerminal(record.status));
@@ -236,6 +263,7 @@ export class RunService {
         const record = recordOf(request);
         if (record === undefined) return;
         record.runnerId = runId;
+        this.#lastStarted = record.id;
         this.#byRunnerId.set(runId, record);
         record.status = 'running';
         record.phase = 'prepare';
