@@ -7,6 +7,7 @@ import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
 import { LIMITS } from './schemas/common.js';
 import type { AppOptions } from './options.js';
 import serviceAppPlugin from './plugins/app/service.js';
+import metricsPlugin from './plugins/app/metrics.js';
 import securityPlugin from './plugins/app/security.js';
 import ssePlugin from './plugins/external/sse.js';
 import staticPlugin from './plugins/external/static.js';
@@ -60,6 +61,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(ssePlugin, { heartbeatMs: options.sseHeartbeatMs ?? 15_000 });
   await app.register(swaggerPlugin, { version: APP_VERSION });
   await app.register(healthRoutes);
+  await app.register(metricsPlugin);
   await app.register(runsRoutes);
   await app.register(sdapiRoutes);
   await app.register(staticPlugin, { root: options.webRoot ?? DEFAULT_WEB_ROOT });

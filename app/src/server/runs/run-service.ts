@@ -110,6 +110,7 @@ export class RunService {
   #seq = 0;
   #finished: string[] = [];
   #lastStarted: string | undefined;
+  readonly #endedListeners = new Set<(record: RunRecord) => void>();
 
   constructor(queue: RunQueue, options: RunServiceOptions) {
     this.queue = queue;
@@ -203,6 +204,14 @@ export class RunService {
         resolve();
       });
     });
+  }
+
+  /** Calls `listener` with every run that ends (after its `end` event), until the returned function is called. */
+  onEnded(listener: (record: RunRecord) => void): () => void {
+    this.#endedListeners.add(listener);
+    return () => {
+      this.#endedListeners.delete(listener);
+    };
   }
 
   /** Runs that have not ended. */
@@ -352,6 +361,7 @@ export class RunService {
   #end(record: RunRecord): void {
     this.#append(record, 'end', { status: record.status });
     record.listeners.clear();
+    for (const listener of this.#endedListeners) listener(record);
     this.#finished.push(record.id);
     while (this.#finished.length > this.#keepFinished) {
       const oldest = this.#finished.shift();
