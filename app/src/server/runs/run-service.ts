@@ -68,6 +68,8 @@ export interface RunRecord {
   /** The runner's numeric id of the run, once it started. */
   runnerId: number | undefined;
   readonly events: RunEvent[];
+  /** The position the last `queued` event announced. */
+  announcedPosition: number | undefined;
   /** Events dropped from the front of `events` to keep it bounded. */
   dropped: number;
   readonly listeners: Set<(event: RunEvent) => void>;
@@ -84,6 +86,9 @@ export interface RunServiceOptions {
   /** Clock in epoch ms. @default Date.now */
   readonly now?: () => number;
 }
+
+/** The least time between two rounds of `queued` position updates, in ms. */
+export const POSITION_UPDATE_MS = 250;
 
 const TERMINAL: ReadonlySet<RunStatusName> = new Set(['succeeded', 'failed', 'cancelled']);
 
@@ -111,6 +116,7 @@ export class RunService {
   #finished: string[] = [];
   #lastStarted: string | undefined;
   readonly #endedListeners = new Set<(record: RunRecord) => void>();
+  #positionTimer: NodeJS.Timeout | undefined;
 
   constructor(queue: RunQueue, options: RunServiceOptions) {
     this.queue = queue;
@@ -148,6 +154,7 @@ export class RunService {
       error: undefined,
       preview: undefined,
       runnerId: undefined,
+      announcedPosition: undefined,
       events: [],
       dropped: 0,
       listeners: new Set(),
@@ -251,6 +258,7 @@ export class RunService {
 
   /** Detaches from the runner. */
   dispose(): void {
+    clearTimeout(this.#positionTimer);
     this.#detach();
   }
 
@@ -369,18 +377,27 @@ export class RunService {
     }
   }
 
-  /** Tells every waiting run its new place in the queue. */
+  /**
+   * Tells every waiting run its new place in the queue, at most every `POSITION_UPDATE_MS`:
+   * each run that starts moves every waiting run up one, and announcing each move would send
+   * n² events for n runs queued at once.
+   */
   #announcePositions(): void {
-    for (const record of this.#records.values()) {
-      if (record.status !== 'queued') continue;
-      const position = this.queue.position(record.id);
-      const last = [...record.events].reverse().find((event) => event.event === 'queued');
-      if (position !== undefined && last?.data.position !== position) this.#append(record, 'queued', { position });
-    }
+    if (this.#positionTimer !== undefined) return;
+    this.#positionTimer = setTimeout(() => {
+      this.#positionTimer = undefined;
+      for (const record of this.#records.values()) {
+        if (record.status !== 'queued') continue;
+        const position = this.queue.position(record.id);
+        if (position !== undefined && position !== record.announcedPosition) this.#append(record, 'queued', { position });
+      }
+    }, POSITION_UPDATE_MS);
+    this.#positionTimer.unref();
   }
 
   #append(record: RunRecord, event: RunEventName, data: Readonly<Record<string, unknown>>): void {
     const entry: RunEvent = { id: record.dropped + record.events.length + 1, event, data };
+    if (event === 'queued') record.announcedPosition = data.position as number;
     record.events.push(entry);
     if (record.events.length > this.#eventBuffer) {
       record.events.shift();
