@@ -1,0 +1,359 @@
+import { ApiError, TERMINAL, type ApiClient, type RunStatus, type RunView } from './api.js';
+import { h } from './dom.js';
+import { formatEta, formatTime, parseInfotext, percent } from './format.js';
+import type { FormSettings } from './form.js';
+
+/** What a card tells the page around it. */
+export interface CardHost {
+  readonly api: ApiClient;
+  /** The card's stream dropped (`true`) or is back (`false`). */
+  connectionChanged(card: RunCard, lost: boolean): void;
+  useSettings(settings: FormSettings): void;
+  showImage(url: string, description: string): void;
+}
+
+/** What the card knows of the request, when this page made it. */
+export interface KnownRequest {
+  readonly prompt: string;
+}
+
+/** The SSE events of `GET /v1/runs/:id/events`, each carrying JSON data. */
+const EVENT_TYPES = ['queued', 'start', 'prepare', 'progress', 'execute', 'finalize', 'error', 'cancelled', 'end'] as const;
+type EventType = (typeof EVENT_TYPES)[number];
+
+const PHASE_LABELS: Readonly<Record<string, string>> = {
+  prepare: 'Preparing',
+  execute: 'Sampling',
+  finalize: 'Saving the image',
+};
+
+const STATUS_LABELS: Readonly<Record<RunStatus, string>> = {
+  queued: 'Queued',
+  running: 'Running',
+  succeeded: 'Done',
+  failed: 'Failed',
+  cancelled: 'Cancelled',
+};
+
+/** The longest a card waits between attempts to reach a run whose stream dropped. */
+const MAX_RETRY_MS = 8000;
+
+/**
+ * One run's card: status, phase, a progress bar with step, percent and ETA, the live preview,
+ * Cancel while it can be cancelled, and the image with its parameters when done. Everything
+ * after the first view comes from the run's SSE stream.
+ */
+export class RunCard {
+  readonly id: string;
+  readonly element: HTMLLIElement;
+  readonly #host: CardHost;
+  #status: RunStatus = 'queued';
+  #prompt: string | null;
+  #lastEventId = 0;
+  #source: EventSource | null = null;
+  #lost = false;
+  #finishedAt: string | null = null;
+  #disposed = false;
+
+  readonly #title: HTMLHeadingElement;
+  readonly #badge: HTMLSpanElement;
+  readonly #phase: HTMLParagraphElement;
+  readonly #bar: HTMLDivElement;
+  readonly #fill: HTMLDivElement;
+  readonly #progressText: HTMLParagraphElement;
+  readonly #preview: HTMLImageElement;
+  readonly #message: HTMLParagraphElement;
+  readonly #cancel: HTMLButtonElement;
+  readonly #result: HTMLDivElement;
+
+  constructor(host: CardHost, view: RunView, request: KnownRequest | null) {
+    this.#host = host;
+    this.id = view.id;
+    this.#prompt = request?.prompt ?? promptOf(view);
+    const titleId = `run-${view.id}-title`;
+    this.#title = h('h3', { id: titleId, class: 'card-title' });
+    this.#badge = h('span', { class: 'badge' });
+    this.#phase = h('p', { class: 'phase' });
+    this.#fill = h('div', { class: 'bar-fill' });
+    this.#bar = h('div', { class: 'bar', role: 'progressbar', 'aria-valuemin': 0, 'aria-valuemax': 100, 'aria-valuenow': 0, 'aria-labelledby': titleId }, this.#fill);
+    this.#progressText = h('p', { class: 'progress-text', 'aria-hidden': 'true' });
+    this.#preview = h('img', { class: 'preview', alt: 'Live preview', hidden: true });
+    this.#message = h('p', { class: 'card-message', role: 'status', hidden: true });
+    this.#cancel = h('button', { type: 'button', class: 'cancel' }, 'Cancel');
+    this.#cancel.setAttribute('aria-describedby', titleId);
+    this.#cancel.addEventListener('click', () => void this.cancel());
+    this.#result = h('div', { class: 'result', hidden: true });
+    this.element = h(
+      'li',
+      { class: 'card', 'data-run-id': view.id, 'aria-labelledby': titleId },
+      h('div', { class: 'card-head' }, this.#title, this.#badge),
+      this.#phase,
+      this.#bar,
+      this.#progressText,
+      this.#preview,
+      this.#message,
+      this.#result,
+      h('div', { class: 'actions' }, this.#cancel),
+    );
+    this.#renderTitle();
+    this.update(view);
+  }
+
+  get status(): RunStatus {
+    return this.#status;
+  }
+
+  /** Shows a snapshot of the run (from `GET`), then follows its stream while it is live. */
+  update(view: RunView): void {
+    this.#prompt ??= promptOf(view);
+    this.#renderTitle();
+    this.#finishedAt = view.finished_at ?? null;
+    this.#setStatus(view.status, view.position ?? null);
+    this.#setPhase(view.phase);
+    this.#setProgress(view.progress.step, view.progress.total, view.progress.fraction, view.progress.eta_seconds);
+    if (view.error !== undefined && view.error !== null) this.#showMessage(typeof view.error === 'string' ? view.error : view.error.message);
+    if (view.status === 'succeeded' && view.result) void this.#showResult(view);
+  }
+
+  /** Opens the run's event stream, unless it has ended. */
+  connect(): void {
+    if (this.#disposed || TERMINAL.has(this.#status) || this.#source !== null) return;
+    const source = new EventSource(this.#host.api.eventsUrl(this.id));
+    this.#source = source;
+    for (const type of EVENT_TYPES) {
+      source.addEventListener(type, (event) => {
+        this.#onEvent(type, event);
+      });
+    }
+    source.addEventListener('open', () => {
+      this.#setLost(false);
+    });
+    source.addEventListener('error', () => {
+      // CONNECTING: the browser retries by itself and sends Last-Event-ID; CLOSED: it gave up
+      // (the server answered with an error status), so find out what became of the run.
+      this.#setLost(true);
+      if (source.readyState === EventSource.CLOSED) void this.#recover();
+    });
+  }
+
+  async cancel(): Promise<void> {
+    this.#cancel.disabled = true;
+    try {
+      await this.#host.api.cancelRun(this.id);
+      this.#showMessage('Cancelling…');
+    } catch (error) {
+      // 409: it finished meanwhile; the stream or a fresh look will say how.
+      this.#showMessage(error instanceof Error ? error.message : String(error));
+      if (error instanceof ApiError && error.status === 409) await this.#refresh();
+      else this.#cancel.disabled = false;
+    }
+  }
+
+  /** Stops following the run (the card is being removed). */
+  dispose(): void {
+    this.#disposed = true;
+    this.#close();
+  }
+
+  #onEvent(type: EventType, event: Event): void {
+    if (!(event instanceof MessageEvent)) return;
+    // Ids are sequential per run: anything at or below the last one seen was already shown
+    // (a stream opened afresh after a drop may start again from the beginning).
+    const id = Number(event.lastEventId);
+    if (Number.isInteger(id) && id > 0) {
+      if (id <= this.#lastEventId) return;
+      this.#lastEventId = id;
+    }
+    const data = parseData(event.data);
+    switch (type) {
+      case 'queued':
+        this.#setStatus('queued', numberOr(data.position, null));
+        break;
+      case 'start':
+        this.#setStatus('running', null);
+        this.#setPhase('prepare');
+        break;
+      case 'prepare':
+        this.#setPhase('execute');
+        break;
+      case 'progress': {
+        const step = numberOr(data.step, 0);
+        const total = numberOr(data.total, 0);
+        const fraction = numberOr(data.fraction, total > 0 ? step / total : 0);
+        this.#setProgress(step, total, fraction, numberOr(data.eta_seconds, null));
+        if (typeof data.preview === 'string' && data.preview.startsWith('data:image/')) {
+          this.#preview.src = data.preview;
+          // Which step the picture shows, for a test (or a curious reader) to see it move on.
+          this.#preview.dataset.step = String(step);
+          this.#preview.hidden = false;
+        }
+        break;
+      }
+      case 'execute':
+        this.#setPhase('finalize');
+        break;
+      case 'finalize':
+        this.#setPhase(null);
+        break;
+      case 'error':
+        this.#setStatus('failed', null);
+        this.#showMessage(typeof data.message === 'string' ? data.message : 'The run failed.');
+        break;
+      case 'cancelled':
+        this.#setStatus('cancelled', null);
+        this.#showMessage('Cancelled.');
+        break;
+      case 'end':
+        this.#close();
+        void this.#refresh();
+        break;
+    }
+  }
+
+  /** After the stream gave up: a look at the run, then follow it again or say it is gone. */
+  async #recover(): Promise<void> {
+    this.#close();
+    for (let delay = 500; !this.#disposed; delay = Math.min(2 * delay, MAX_RETRY_MS)) {
+      try {
+        const view = await this.#host.api.getRun(this.id);
+        this.#setLost(false);
+        this.update(view);
+        this.connect();
+        return;
+      } catch (error) {
+        if (error instanceof ApiError && error.status === 404) {
+          this.#setLost(false);
+          this.#setStatus('failed', null);
+          this.#showMessage('The server no longer knows this run (it was restarted).');
+          return;
+        }
+      }
+      await new Promise((resolve) => setTimeout(resolve, delay));
+    }
+  }
+
+  async #refresh(): Promise<void> {
+    try {
+      this.update(await this.#host.api.getRun(this.id));
+    } catch (error) {
+      this.#showMessage(error instanceof Error ? error.message : String(error));
+    }
+  }
+
+  #close(): void {
+    this.#source?.close();
+    this.#source = null;
+  }
+
+  #setLost(lost: boolean): void {
+    if (this.#lost === lost) return;
+    this.#lost = lost;
+    this.#host.connectionChanged(this, lost);
+  }
+
+  #renderTitle(): void {
+    this.#title.textContent = this.#prompt ?? `Run ${this.id.slice(0, 8)}`;
+    this.#title.title = this.#prompt ?? this.id;
+  }
+
+  #setStatus(status: RunStatus, position: number | null): void {
+    this.#status = status;
+    this.element.dataset.status = status;
+    this.#badge.textContent = status === 'queued' && position !== null ? `Queued · position ${String(position)}` : STATUS_LABELS[status];
+    this.#cancel.hidden = TERMINAL.has(status);
+    if (TERMINAL.has(status)) this.#close();
+    if (status === 'cancelled') this.#phase.textContent = '';
+  }
+
+  #setPhase(phase: string | null): void {
+    if (TERMINAL.has(this.#status)) {
+      const at = formatTime(this.#finishedAt);
+      this.#phase.textContent = this.#status === 'succeeded' && at !== '' ? `Finished at ${at}` : '';
+      return;
+    }
+    this.#phase.textContent = phase === null ? '' : (PHASE_LABELS[phase] ?? phase);
+  }
+
+  #setProgress(step: number, total: number, fraction: number, etaSeconds: number | null): void {
+    const value = this.#status === 'succeeded' ? 100 : percent(fraction);
+    this.#bar.setAttribute('aria-valuenow', String(value));
+    const eta = this.#status === 'running' ? formatEta(etaSeconds) : '';
+    const parts = [total > 0 ? `Step ${String(step)}/${String(total)}` : '', `${String(value)}%`, eta === '' ? '' : `ETA ${eta}`].filter(Boolean);
+    const text = parts.join(' · ');
+    this.#bar.setAttribute('aria-valuetext', text);
+    this.#progressText.textContent = text;
+    // A CSSOM write, which a CSP without 'unsafe-inline' allows (a style attribute it would not).
+    this.#fill.style.transform = `scaleX(${String(value / 100)})`;
+  }
+
+  #showMessage(text: string): void {
+    this.#message.textContent = text;
+    this.#message.hidden = text === '';
+  }
+
+  async #showResult(view: RunView): Promise<void> {
+    const result = view.result;
+    if (!result || this.#result.dataset.shown === 'true') return;
+    this.#result.dataset.shown = 'true';
+    this.#setProgress(view.progress.total, view.progress.total, 1, null);
+    this.#setPhase(null);
+    const settings = parseInfotext(result.parameters);
+    this.#prompt ??= settings.prompt;
+    this.#renderTitle();
+    let url: string;
+    try {
+      url = await this.#host.api.imageUrl(result);
+    } catch (error) {
+      this.#showMessage(error instanceof Error ? error.message : String(error));
+      return;
+    }
+    const description = `Generated image: ${settings.prompt}`;
+    const image = h('img', { class: 'image', src: url, alt: description, width: result.width, height: result.height });
+    const open = h('button', { type: 'button', class: 'image-button', 'aria-label': 'Show the image full size' }, image);
+    open.addEventListener('click', () => {
+      this.#host.showImage(url, description);
+    });
+    const use = h('button', { type: 'button', class: 'use-settings' }, 'Use these settings');
+    use.addEventListener('click', () => {
+      const size = /^(\d+)x(\d+)$/.exec(settings.fields.Size ?? '');
+      this.#host.useSettings({
+        prompt: settings.prompt,
+        negative_prompt: settings.negative_prompt,
+        seed: result.seed,
+        steps: Number(settings.fields.Steps ?? Number.NaN) || undefined,
+        width: size ? Number(size[1]) : result.width,
+        height: size ? Number(size[2]) : result.height,
+      });
+    });
+    const download = h('a', { class: 'download', href: url, download: `${this.id}.png` }, 'Download PNG');
+    this.#preview.hidden = true;
+    this.#result.replaceChildren(
+      open,
+      h('pre', { class: 'infotext', 'aria-label': 'Parameters' }, result.parameters),
+      h('div', { class: 'actions' }, download, use),
+    );
+    this.#result.hidden = false;
+  }
+}
+
+/** A run view's prompt, when the server includes the request. */
+function promptOf(view: RunView): string | null {
+  const withRequest = view as RunView & { readonly prompt?: unknown; readonly request?: { readonly prompt?: unknown } };
+  const prompt = withRequest.prompt ?? withRequest.request?.prompt;
+  if (typeof prompt === 'string') return prompt;
+  return view.result ? parseInfotext(view.result.parameters).prompt : null;
+}
+
+function parseData(text: unknown): Readonly<Record<string, unknown>> {
+  if (typeof text !== 'string' || text === '') return {};
+  try {
+    const data = JSON.parse(text) as unknown;
+    return typeof data === 'object' && data !== null ? (data as Record<string, unknown>) : {};
+  } catch {
+    return {};
+  }
+}
+
+function numberOr<T>(value: unknown, fallback: T): number | T {
+  return typeof value === 'number' && Number.isFinite(value) ? value : fallback;
+}
