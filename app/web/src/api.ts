@@ -26,18 +26,31 @@ export interface RunResult {
   readonly sha256: string;
 }
 
+/** What a run was asked to do, with the seed the server picked when it was random. */
+export interface RunParameters {
+  readonly prompt: string;
+  readonly negative_prompt: string;
+  readonly seed: number;
+  readonly steps: number;
+  readonly width: number;
+  readonly height: number;
+}
+
 /** One run, as `GET /v1/runs/:id` and `GET /v1/runs` return it. */
 export interface RunView {
   readonly id: string;
   readonly status: RunStatus;
-  readonly phase: string | null;
-  readonly position?: number | null;
+  readonly phase: 'prepare' | 'execute' | 'finalize' | null;
+  /** Runs waiting ahead of this one, while it is queued. */
+  readonly position?: number;
   readonly progress: RunProgress;
+  /** Absent only on the page's own placeholder before the first `GET`. */
+  readonly parameters?: RunParameters;
   readonly created_at: string;
-  readonly started_at?: string | null;
-  readonly finished_at?: string | null;
-  readonly result?: RunResult | null;
-  readonly error?: { readonly message: string } | string | null;
+  readonly started_at?: string;
+  readonly finished_at?: string;
+  readonly result?: RunResult;
+  readonly error?: { readonly message: string };
 }
 
 /** What `POST /v1/runs` takes. */
@@ -57,7 +70,7 @@ export interface RunCreated {
   readonly position: number;
 }
 
-/** One page of `GET /v1/runs`, newest first. */
+/** One page of `GET /v1/runs`, newest first; `next` goes in `before` for the next page. */
 export interface RunPage {
   readonly runs: readonly RunView[];
   readonly next: string | null;
@@ -107,9 +120,9 @@ export class ApiClient {
     return this.#json<RunView>('GET', `/v1/runs/${encodeURIComponent(id)}`);
   }
 
-  async listRuns(cursor: string | null, limit: number): Promise<RunPage> {
+  async listRuns(before: string | null, limit: number): Promise<RunPage> {
     const query = new URLSearchParams({ limit: String(limit) });
-    if (cursor !== null) query.set('cursor', cursor);
+    if (before !== null) query.set('before', before);
     return this.#json<RunPage>('GET', `/v1/runs?${query.toString()}`);
   }
 
@@ -118,12 +131,17 @@ export class ApiClient {
   }
 
   /**
-   * The run's event stream URL. `EventSource` cannot send headers, so the key goes in the
-   * `access_token` query parameter, which the server accepts on this route only.
+   * The run's event stream URL. `EventSource` sends `Last-Event-ID` on its own reconnects; a
+   * new stream (after a reload or a drop it gave up on) resumes with `last_event_id` instead.
+   * It cannot send headers either, so the key goes in `access_token`, which the server accepts
+   * on this route only.
    */
-  eventsUrl(id: string): string {
+  eventsUrl(id: string, lastEventId: number): string {
+    const query = new URLSearchParams();
+    if (lastEventId > 0) query.set('last_event_id', String(lastEventId));
+    if (this.#key !== null) query.set('access_token', this.#key);
     const path = `/v1/runs/${encodeURIComponent(id)}/events`;
-    return this.#key === null ? path : `${path}?${new URLSearchParams({ access_token: this.#key }).toString()}`;
+    return query.size === 0 ? path : `${path}?${query.toString()}`;
   }
 
   /**

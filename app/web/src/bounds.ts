@@ -1,11 +1,14 @@
 /**
  * The API's bounds for `POST /v1/runs`, mirrored so the form can say what is wrong before a
  * request is sent. The server checks them again and its `400`/`422` message is shown as it
- * comes; these only save a round trip.
+ * comes; these only save a round trip. A test holds them equal to the server's own `LIMITS`
+ * (the page does not import those: they sit beside the JSON Schemas, which the page need not
+ * carry).
  */
 export const LIMITS = {
   promptLength: 10_000,
-  seed: { min: 0, max: 2 ** 32 - 1 },
+  /** -1 asks for a random seed. */
+  seed: { min: -1, max: 2 ** 32 - 1 },
   steps: { min: 1, max: 150 },
   size: { min: 64, max: 2048, multipleOf: 8 },
 } as const;

@@ -1,4 +1,4 @@
-import { ApiError, TERMINAL, type ApiClient, type RunStatus, type RunView } from './api.js';
+import { ApiError, TERMINAL, type ApiClient, type RunParameters, type RunResult, type RunStatus, type RunView } from './api.js';
 import { h } from './dom.js';
 import { formatEta, formatTime, parseInfotext, percent } from './format.js';
 import type { FormSettings } from './form.js';
@@ -21,11 +21,20 @@ export interface KnownRequest {
 const EVENT_TYPES = ['queued', 'start', 'prepare', 'progress', 'execute', 'finalize', 'error', 'cancelled', 'end'] as const;
 type EventType = (typeof EVENT_TYPES)[number];
 
-const PHASE_LABELS: Readonly<Record<string, string>> = {
+/** Where a run is: before it starts, in one of the runner's phases, or past them all. */
+type Phase = 'waiting' | 'prepare' | 'execute' | 'finalize' | 'done';
+
+const PHASE_LABELS: Readonly<Record<Phase, string>> = {
+  waiting: '',
   prepare: 'Preparing',
   execute: 'Sampling',
   finalize: 'Saving the image',
+  done: '',
 };
+
+const PHASE_RANK: Readonly<Record<Phase, number>> = { waiting: 0, prepare: 1, execute: 2, finalize: 3, done: 4 };
+
+const STATUS_RANK: Readonly<Record<RunStatus, number>> = { queued: 0, running: 1, succeeded: 2, failed: 2, cancelled: 2 };
 
 const STATUS_LABELS: Readonly<Record<RunStatus, string>> = {
   queued: 'Queued',
@@ -48,11 +57,15 @@ export class RunCard {
   readonly element: HTMLLIElement;
   readonly #host: CardHost;
   #status: RunStatus = 'queued';
+  #phaseNow: Phase = 'waiting';
+  #step = 0;
+  #total = 0;
   #prompt: string | null;
   #lastEventId = 0;
   #source: EventSource | null = null;
   #lost = false;
   #finishedAt: string | null = null;
+  #parameters: RunParameters | null = null;
   #disposed = false;
 
   readonly #title: HTMLHeadingElement;
@@ -111,14 +124,15 @@ export class RunCard {
     this.#setStatus(view.status, view.position ?? null);
     this.#setPhase(view.phase);
     this.#setProgress(view.progress.step, view.progress.total, view.progress.fraction, view.progress.eta_seconds);
-    if (view.error !== undefined && view.error !== null) this.#showMessage(typeof view.error === 'string' ? view.error : view.error.message);
-    if (view.status === 'succeeded' && view.result) void this.#showResult(view);
+    if (view.parameters !== undefined) this.#parameters = view.parameters;
+    if (view.error !== undefined) this.#showMessage(view.error.message);
+    if (view.status === 'succeeded' && view.result !== undefined) void this.#showResult(view.result);
   }
 
   /** Opens the run's event stream, unless it has ended. */
   connect(): void {
     if (this.#disposed || TERMINAL.has(this.#status) || this.#source !== null) return;
-    const source = new EventSource(this.#host.api.eventsUrl(this.id));
+    const source = new EventSource(this.#host.api.eventsUrl(this.id, this.#lastEventId));
     this.#source = source;
     for (const type of EVENT_TYPES) {
       source.addEventListener(type, (event) => {
@@ -193,7 +207,7 @@ export class RunCard {
         this.#setPhase('finalize');
         break;
       case 'finalize':
-        this.#setPhase(null);
+        this.#setPhase('done');
         break;
       case 'error':
         this.#setStatus('failed', null);
@@ -256,29 +270,43 @@ export class RunCard {
     this.#title.title = this.#prompt ?? this.id;
   }
 
+  // A run only moves forward: queued → running → an end, phase after phase, step after step.
+  // Whatever would move a card back (events replayed to a stream opened afresh after a reload,
+  // a snapshot older than the stream) is ignored, so a card never flickers backwards.
+
   #setStatus(status: RunStatus, position: number | null): void {
+    if (STATUS_RANK[status] < STATUS_RANK[this.#status] || (TERMINAL.has(this.#status) && status !== this.#status)) return;
     this.#status = status;
     this.element.dataset.status = status;
-    this.#badge.textContent = status === 'queued' && position !== null ? `Queued · position ${String(position)}` : STATUS_LABELS[status];
+    // `position` counts the runs waiting ahead of this one.
+    this.#badge.textContent =
+      status === 'queued' && position !== null ? `Queued · ${position === 0 ? 'next' : `${String(position)} ahead`}` : STATUS_LABELS[status];
     this.#cancel.hidden = TERMINAL.has(status);
-    if (TERMINAL.has(status)) this.#close();
-    if (status === 'cancelled') this.#phase.textContent = '';
+    if (TERMINAL.has(status)) {
+      this.#close();
+      this.#setPhase('done');
+    }
   }
 
-  #setPhase(phase: string | null): void {
+  #setPhase(phase: Phase | null): void {
+    if (phase === null || PHASE_RANK[phase] < PHASE_RANK[this.#phaseNow]) return;
+    this.#phaseNow = phase;
     if (TERMINAL.has(this.#status)) {
       const at = formatTime(this.#finishedAt);
       this.#phase.textContent = this.#status === 'succeeded' && at !== '' ? `Finished at ${at}` : '';
       return;
     }
-    this.#phase.textContent = phase === null ? '' : (PHASE_LABELS[phase] ?? phase);
+    this.#phase.textContent = PHASE_LABELS[phase];
   }
 
   #setProgress(step: number, total: number, fraction: number, etaSeconds: number | null): void {
-    const value = this.#status === 'succeeded' ? 100 : percent(fraction);
+    if (step < this.#step) return;
+    this.#step = step;
+    this.#total = Math.max(total, this.#total);
+    const value = this.#status === 'succeeded' ? 100 : Math.max(percent(fraction), Number(this.#bar.getAttribute('aria-valuenow')));
     this.#bar.setAttribute('aria-valuenow', String(value));
     const eta = this.#status === 'running' ? formatEta(etaSeconds) : '';
-    const parts = [total > 0 ? `Step ${String(step)}/${String(total)}` : '', `${String(value)}%`, eta === '' ? '' : `ETA ${eta}`].filter(Boolean);
+    const parts = [this.#total > 0 ? `Step ${String(step)}/${String(this.#total)}` : '', `${String(value)}%`, eta === '' ? '' : `ETA ${eta}`].filter(Boolean);
     const text = parts.join(' · ');
     this.#bar.setAttribute('aria-valuetext', text);
     this.#progressText.textContent = text;
@@ -291,19 +319,18 @@ export class RunCard {
     this.#message.hidden = text === '';
   }
 
-  async #showResult(view: RunView): Promise<void> {
-    const result = view.result;
-    if (!result || this.#result.dataset.shown === 'true') return;
+  async #showResult(result: RunResult): Promise<void> {
+    if (this.#result.dataset.shown === 'true') return;
     this.#result.dataset.shown = 'true';
-    this.#setProgress(view.progress.total, view.progress.total, 1, null);
-    this.#setPhase(null);
-    const settings = parseInfotext(result.parameters);
+    this.#setProgress(this.#step, this.#total, 1, null);
+    const settings = this.#parameters ?? settingsFromInfotext(result);
     this.#prompt ??= settings.prompt;
     this.#renderTitle();
     let url: string;
     try {
       url = await this.#host.api.imageUrl(result);
     } catch (error) {
+      this.#result.dataset.shown = 'false';
       this.#showMessage(error instanceof Error ? error.message : String(error));
       return;
     }
@@ -315,15 +342,7 @@ export class RunCard {
     });
     const use = h('button', { type: 'button', class: 'use-settings' }, 'Use these settings');
     use.addEventListener('click', () => {
-      const size = /^(\d+)x(\d+)$/.exec(settings.fields.Size ?? '');
-      this.#host.useSettings({
-        prompt: settings.prompt,
-        negative_prompt: settings.negative_prompt,
-        seed: result.seed,
-        steps: Number(settings.fields.Steps ?? Number.NaN) || undefined,
-        width: size ? Number(size[1]) : result.width,
-        height: size ? Number(size[2]) : result.height,
-      });
+      this.#host.useSettings(settings);
     });
     const download = h('a', { class: 'download', href: url, download: `${this.id}.png` }, 'Download PNG');
     this.#preview.hidden = true;
@@ -336,12 +355,17 @@ export class RunCard {
   }
 }
 
-/** A run view's prompt, when the server includes the request. */
+/** The settings of a finished run, read back from its infotext (when the view lacks them). */
+function settingsFromInfotext(result: RunResult): FormSettings {
+  const { prompt, negative_prompt, fields } = parseInfotext(result.parameters);
+  const steps = Number(fields.Steps);
+  return { prompt, negative_prompt, seed: result.seed, steps: Number.isInteger(steps) ? steps : undefined, width: result.width, height: result.height };
+}
+
+/** A run view's prompt: its parameters', or its infotext's once finished. */
 function promptOf(view: RunView): string | null {
-  const withRequest = view as RunView & { readonly prompt?: unknown; readonly request?: { readonly prompt?: unknown } };
-  const prompt = withRequest.prompt ?? withRequest.request?.prompt;
-  if (typeof prompt === 'string') return prompt;
-  return view.result ? parseInfotext(view.result.parameters).prompt : null;
+  if (view.parameters !== undefined) return view.parameters.prompt;
+  return view.result === undefined ? null : parseInfotext(view.result.parameters).prompt;
 }
 
 function parseData(text: unknown): Readonly<Record<string, unknown>> {

@@ -22,7 +22,7 @@ class App implements CardHost {
   readonly #imageDialog = byId('image-dialog', HTMLDialogElement);
   readonly #cards = new Map<string, RunCard>();
   readonly #lostCards = new Set<RunCard>();
-  #cursor: string | null = null;
+  #before: string | null = null;
 
   start(): void {
     this.#form.form.addEventListener('submit', (event) => {
@@ -79,13 +79,13 @@ class App implements CardHost {
   async #loadRuns(): Promise<void> {
     this.#loadMore.disabled = true;
     try {
-      const page = await this.api.listRuns(this.#cursor, PAGE_SIZE);
+      const page = await this.api.listRuns(this.#before, PAGE_SIZE);
       for (const view of page.runs) {
         const known = this.#cards.get(view.id);
         if (known) known.update(view);
         else this.#addCard(view, null, 'bottom').connect();
       }
-      this.#cursor = page.next;
+      this.#before = page.next;
       this.#loadMore.hidden = page.next === null;
       this.#showConnection(null);
     } catch (error) {
