@@ -32,8 +32,8 @@ describe('parseCommand()', () => {
     [['generate', '--prompt'], '--prompt needs a value (write --prompt=VALUE for one that starts with a dash)'],
     [['generate', '--prompt', 'x', '--seed', '-1'], '--seed needs a value (write --seed=VALUE for one that starts with a dash)'],
     [['generate'], '--prompt is required'],
-    [[], 'missing command: expected `generate`'],
-    [['draw', '--prompt', 'x'], "unknown command 'draw': expected `generate`"],
+    [[], 'missing command: expected `generate` or `serve`'],
+    [['draw', '--prompt', 'x'], "unknown command 'draw': expected `generate` or `serve`"],
     [['generate', 'extra', '--prompt', 'x'], "unexpected argument 'extra'"],
     [['generate', '--prompt', 'x', '--steps', '0'], "--steps must be an integer from 1 to 150, got '0'"],
     [['generate', '--prompt', 'x', '--steps', '1000000000'], "--steps must be an integer from 1 to 150, got '1000000000'"],
@@ -44,7 +44,7 @@ describe('parseCommand()', () => {
     [['generate', '--prompt', 'x', '--seed', '1.5'], "--seed must be an integer from 0 to 4294967295, got '1.5'"],
     [['generate', '--prompt', 'x', '--seed=-1'], "--seed must be an integer from 0 to 4294967295, got '-1'"],
     [['generate', '--prompt', 'x', '--timeout', '0'], "--timeout must be a number of seconds above 0 and up to 2147483, got '0'"],
-    [['generate', '--prompt', '   '], "--prompt must be Latin-1 text of 1 to 1000 characters, got ' '"],
+    [['generate', '--prompt', '   '], "--prompt must be Latin-1 text of 1 to 10000 characters, got ' '"],
     [['generate', '--prompt', 'x', '--out', ''], "--out must be a folder, got ''"],
   ])('parseCommand(%j) - throws a UsageError naming the argument', (argv, message) => {
     expect(() => parseCommand(argv)).toThrow(new UsageError(message));
