@@ -44,7 +44,8 @@ const STATUS_LABELS: Readonly<Record<RunStatus, string>> = {
   cancelled: 'Cancelled',
 };
 
-/** The longest a card waits between attempts to reach a run whose stream dropped. */
+/** The shortest and the longest a card waits before trying to reach a run whose stream failed. */
+const MIN_RETRY_MS = 500;
 const MAX_RETRY_MS = 8000;
 
 /**
@@ -67,6 +68,7 @@ export class RunCard {
   #finishedAt: string | null = null;
   #parameters: RunParameters | null = null;
   #disposed = false;
+  #retryMs = MIN_RETRY_MS;
 
   readonly #title: HTMLHeadingElement;
   readonly #badge: HTMLSpanElement;
@@ -140,9 +142,12 @@ export class RunCard {
       });
     }
     source.addEventListener('open', () => {
+      this.#retryMs = MIN_RETRY_MS;
       this.#setLost(false);
     });
-    source.addEventListener('error', () => {
+    source.addEventListener('error', (event) => {
+      // The run's own `error` event shares the name and carries data; this is the connection's.
+      if (event instanceof MessageEvent) return;
       // CONNECTING: the browser retries by itself and sends Last-Event-ID; CLOSED: it gave up
       // (the server answered with an error status), so find out what became of the run.
       this.#setLost(true);
@@ -154,7 +159,8 @@ export class RunCard {
     this.#cancel.disabled = true;
     try {
       await this.#host.api.cancelRun(this.id);
-      this.#showMessage('Cancelling…');
+      // The stream may have brought the end (and its message) before this answer.
+      if (!TERMINAL.has(this.#status)) this.#showMessage('Cancelling…');
     } catch (error) {
       // 409: it finished meanwhile; the stream or a fresh look will say how.
       this.#showMessage(error instanceof Error ? error.message : String(error));
@@ -179,55 +185,39 @@ export class RunCard {
       this.#lastEventId = id;
     }
     const data = parseData(event.data);
-    switch (type) {
-      case 'queued':
-        this.#setStatus('queued', numberOr(data.position, null));
-        break;
-      case 'start':
-        this.#setStatus('running', null);
-        this.#setPhase('prepare');
-        break;
-      case 'prepare':
-        this.#setPhase('execute');
-        break;
-      case 'progress': {
-        const step = numberOr(data.step, 0);
-        const total = numberOr(data.total, 0);
-        const fraction = numberOr(data.fraction, total > 0 ? step / total : 0);
-        this.#setProgress(step, total, fraction, numberOr(data.eta_seconds, null));
-        if (typeof data.preview === 'string' && data.preview.startsWith('data:image/')) {
-          this.#preview.src = data.preview;
-          // Which step the picture shows, for a test (or a curious reader) to see it move on.
-          this.#preview.dataset.step = String(step);
-          this.#preview.hidden = false;
-        }
-        break;
-      }
-      case 'execute':
-        this.#setPhase('finalize');
-        break;
-      case 'finalize':
-        this.#setPhase('done');
-        break;
-      case 'error':
-        this.#setStatus('failed', null);
-        this.#showMessage(typeof data.message === 'string' ? data.message : 'The run failed.');
-        break;
-      case 'cancelled':
-        this.#setStatus('cancelled', null);
-        this.#showMessage('Cancelled.');
-        break;
-      case 'end':
-        this.#close();
-        void this.#refresh();
-        break;
+    // Each event carries what changed: a status, the phase now running, the progress, a
+    // preview, the result. Applied in that order, so an end's phase shows as ended.
+    if (type === 'queued') this.#setStatus('queued', numberOr(data.position, null));
+    if (typeof data.finished_at === 'string') this.#finishedAt = data.finished_at;
+    if (isStatus(data.status)) this.#setStatus(data.status, null);
+    if (isPhase(data.phase)) this.#setPhase(data.phase);
+    if (typeof data.step === 'number') {
+      const total = numberOr(data.total, 0);
+      this.#setProgress(data.step, total, numberOr(data.fraction, total > 0 ? data.step / total : 0), numberOr(data.eta_seconds, null));
+    }
+    if (type === 'progress' && typeof data.preview === 'string' && data.preview.startsWith('data:image/')) {
+      this.#preview.src = data.preview;
+      // Which step the picture shows, for a test (or a curious reader) to see it move on.
+      this.#preview.dataset.step = String(this.#step);
+      this.#preview.hidden = false;
+    }
+    if ((type === 'error' || type === 'cancelled') && typeof data.message === 'string') this.#showMessage(data.message);
+    if (type === 'finalize' && this.#status === 'succeeded' && isResult(data.result)) void this.#showResult(data.result);
+    if (type === 'end') {
+      this.#close();
+      // The stream is over; one look at the run makes sure the card shows how it ended.
+      void this.#refresh();
     }
   }
 
   /** After the stream gave up: a look at the run, then follow it again or say it is gone. */
   async #recover(): Promise<void> {
     this.#close();
-    for (let delay = 500; !this.#disposed; delay = Math.min(2 * delay, MAX_RETRY_MS)) {
+    while (!this.#disposed) {
+      // Failures in a row wait longer and longer, so a stream that fails again at once (a
+      // proxy refusing it, say) is never retried in a tight loop; an open stream resets it.
+      await new Promise((resolve) => setTimeout(resolve, this.#retryMs));
+      this.#retryMs = Math.min(2 * this.#retryMs, MAX_RETRY_MS);
       try {
         const view = await this.#host.api.getRun(this.id);
         this.#setLost(false);
@@ -242,7 +232,6 @@ export class RunCard {
           return;
         }
       }
-      await new Promise((resolve) => setTimeout(resolve, delay));
     }
   }
 
@@ -323,17 +312,20 @@ export class RunCard {
     if (this.#result.dataset.shown === 'true') return;
     this.#result.dataset.shown = 'true';
     this.#setProgress(this.#step, this.#total, 1, null);
-    const settings = this.#parameters ?? settingsFromInfotext(result);
-    this.#prompt ??= settings.prompt;
-    this.#renderTitle();
     let url: string;
     try {
+      // A card made from the form's answer has no parameters yet (a random seed is the
+      // server's to pick): one look at the run gives them, for "use these settings".
+      if (this.#parameters === null) this.#parameters = (await this.#host.api.getRun(this.id)).parameters ?? null;
       url = await this.#host.api.imageUrl(result);
     } catch (error) {
       this.#result.dataset.shown = 'false';
       this.#showMessage(error instanceof Error ? error.message : String(error));
       return;
     }
+    const settings = this.#parameters ?? settingsFromInfotext(result);
+    this.#prompt ??= settings.prompt;
+    this.#renderTitle();
     const description = `Generated image: ${settings.prompt}`;
     const image = h('img', { class: 'image', src: url, alt: description, width: result.width, height: result.height });
     const open = h('button', { type: 'button', class: 'image-button', 'aria-label': 'Show the image full size' }, image);
@@ -366,6 +358,18 @@ function settingsFromInfotext(result: RunResult): FormSettings {
 function promptOf(view: RunView): string | null {
   if (view.parameters !== undefined) return view.parameters.prompt;
   return view.result === undefined ? null : parseInfotext(view.result.parameters).prompt;
+}
+
+function isStatus(value: unknown): value is RunStatus {
+  return typeof value === 'string' && value in STATUS_RANK;
+}
+
+function isPhase(value: unknown): value is 'prepare' | 'execute' | 'finalize' {
+  return value === 'prepare' || value === 'execute' || value === 'finalize';
+}
+
+function isResult(value: unknown): value is RunResult {
+  return typeof value === 'object' && value !== null && 'image_url' in value && 'parameters' in value && typeof value.image_url === 'string' && typeof value.parameters === 'string';
 }
 
 function parseData(text: unknown): Readonly<Record<string, unknown>> {

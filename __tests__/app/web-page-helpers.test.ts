@@ -1,6 +1,15 @@
+import { LIMITS as SERVER_LIMITS } from '../../app/src/server/schemas/common';
+import { LIMITS } from '../../app/web/src/bounds';
 import { formatEta, parseInfotext, percent } from '../../app/web/src/format';
 
 // The web page's pure helpers; the page itself is tested in Chromium (web-page.test.ts).
+
+describe('LIMITS (app/web/src/bounds.ts)', () => {
+  it("are the server's own bounds, so the form never refuses what the API takes or the reverse", () => {
+    const { bodyBytes: _notAField, ...fields } = SERVER_LIMITS;
+    expect(LIMITS).toEqual(fields);
+  });
+});
 
 describe('formatEta()', () => {
   it('rounds up to whole seconds under a minute', () => {
