@@ -360,3 +360,23 @@ describe('GET /openapi.json', () => {
     await dispose();
   });
 });
+
+describe('progress throttling', () => {
+  test('GET /v1/runs/:id/events - progress events to one client are throttled, the last one never dropped', async () => {
+    ({ app, dispose } = await makeApp({ progressThrottleMs: 60_000, previewEvery: 4 }));
+    const { id } = await submit(SMALL);
+    // Connected while the run waits, so every event after `queued` reaches this client live.
+    const events = await streamOf(id);
+    expect(events.map((event) => event.event)).toEqual(['queued', 'start', 'prepare', 'progress', 'progress', 'execute', 'finalize', 'end']);
+    const progress = events.filter((event) => event.event === 'progress');
+    // The first is sent at once; steps 1 to 5 come too soon and each replaces the one held;
+    // the held step 6 goes out before `execute`, with the newest preview it or its forerunners carried.
+    expect(progress.map((event) => event.data.step)).toEqual([0, 6]);
+    expect(progress[1]?.data.preview).toMatch(/^data:image\/png;base64,/);
+    const ids = events.map((event) => Number(event.id));
+    expect([...ids].sort((a, b) => a - b)).toEqual(ids);
+    // Another client reconnecting later gets the log, unthrottled by the first one's window.
+    expect((await streamOf(id)).filter((event) => event.event === 'progress')).toHaveLength(2);
+    await dispose();
+  });
+});

@@ -7,12 +7,15 @@ import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
 import { LIMITS } from './schemas/common.js';
 import type { AppOptions } from './options.js';
 import serviceAppPlugin from './plugins/app/service.js';
+import metricsPlugin from './plugins/app/metrics.js';
 import securityPlugin from './plugins/app/security.js';
 import ssePlugin from './plugins/external/sse.js';
 import staticPlugin from './plugins/external/static.js';
 import swaggerPlugin from './plugins/external/swagger.js';
 import healthRoutes from './routes/health/index.js';
 import runsRoutes from './routes/runs/index.js';
+import sdapiRoutes from './routes/sdapi/index.js';
+import { toHttpValidationError } from './sdapi/errors.js';
 
 export type { AppOptions } from './options.js';
 
@@ -34,12 +37,15 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     forceCloseConnections: 'idle',
     ajv: {
       // `additionalProperties: false` refuses unknown fields (Fastify's default strips them).
-      customOptions: { removeAdditional: false, allErrors: false },
+      // Scalars are coerced ("5" is 5, as pydantic does), a string is not made into a list.
+      customOptions: { removeAdditional: false, allErrors: false, coerceTypes: true },
     },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
     if (error.validation !== undefined) {
+      // The webui's routes answer as FastAPI does: 422 and `{ detail: [{ loc, msg, type }] }`.
+      if (request.url.startsWith('/sdapi/')) return reply.code(422).send(toHttpValidationError(error.validation, error.validationContext));
       return reply.code(400).send({ message: error.message });
     }
     const status = error.statusCode !== undefined && error.statusCode >= 400 ? error.statusCode : 500;
@@ -55,7 +61,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(ssePlugin, { heartbeatMs: options.sseHeartbeatMs ?? 15_000 });
   await app.register(swaggerPlugin, { version: APP_VERSION });
   await app.register(healthRoutes);
+  await app.register(metricsPlugin);
   await app.register(runsRoutes);
+  await app.register(sdapiRoutes);
   await app.register(staticPlugin, { root: options.webRoot ?? DEFAULT_WEB_ROOT });
   return app;
 }

@@ -68,6 +68,8 @@ export interface RunRecord {
   /** The runner's numeric id of the run, once it started. */
   runnerId: number | undefined;
   readonly events: RunEvent[];
+  /** The position the last `queued` event announced. */
+  announcedPosition: number | undefined;
   /** Events dropped from the front of `events` to keep it bounded. */
   dropped: number;
   readonly listeners: Set<(event: RunEvent) => void>;
@@ -84,6 +86,9 @@ export interface RunServiceOptions {
   /** Clock in epoch ms. @default Date.now */
   readonly now?: () => number;
 }
+
+/** The least time between two rounds of `queued` position updates, in ms. */
+export const POSITION_UPDATE_MS = 250;
 
 const TERMINAL: ReadonlySet<RunStatusName> = new Set(['succeeded', 'failed', 'cancelled']);
 
@@ -109,6 +114,9 @@ export class RunService {
   readonly #detach: Detach;
   #seq = 0;
   #finished: string[] = [];
+  #lastStarted: string | undefined;
+  readonly #endedListeners = new Set<(record: RunRecord) => void>();
+  #positionTimer: NodeJS.Timeout | undefined;
 
   constructor(queue: RunQueue, options: RunServiceOptions) {
     this.queue = queue;
@@ -146,6 +154,7 @@ export class RunService {
       error: undefined,
       preview: undefined,
       runnerId: undefined,
+      announcedPosition: undefined,
       events: [],
       dropped: 0,
       listeners: new Set(),
@@ -176,6 +185,40 @@ export class RunService {
   list(limit: number, beforeSeq?: number): { readonly runs: RunRecord[]; readonly more: boolean } {
     const all = [...this.#records.values()].filter((record) => beforeSeq === undefined || record.seq < beforeSeq).reverse();
     return { runs: all.slice(0, limit), more: all.length > limit };
+  }
+
+  /** The running run that started first; `undefined` when none runs. */
+  current(): RunRecord | undefined {
+    let first: RunRecord | undefined;
+    for (const record of this.#byRunnerId.values()) {
+      if (record.status === 'running' && (first === undefined || (record.startedAt ?? 0) < (first.startedAt ?? 0))) first = record;
+    }
+    return first;
+  }
+
+  /** The run that started last, running or not (while the service still knows it). */
+  lastStarted(): RunRecord | undefined {
+    return this.#lastStarted === undefined ? undefined : this.#records.get(this.#lastStarted);
+  }
+
+  /** Resolves when the run's `end` event has been sent (at once for a run that has ended). */
+  ended(record: RunRecord): Promise<void> {
+    if (record.events.at(-1)?.event === 'end') return Promise.resolve();
+    return new Promise((resolve) => {
+      const unsubscribe = this.subscribe(record, (event) => {
+        if (event.event !== 'end') return;
+        unsubscribe();
+        resolve();
+      });
+    });
+  }
+
+  /** Calls `listener` with every run that ends (after its `end` event), until the returned function is called. */
+  onEnded(listener: (record: RunRecord) => void): () => void {
+    this.#endedListeners.add(listener);
+    return () => {
+      this.#endedListeners.delete(listener);
+    };
   }
 
   /** Runs that have not ended. */
@@ -215,6 +258,7 @@ export class RunService {
 
   /** Detaches from the runner. */
   dispose(): void {
+    clearTimeout(this.#positionTimer);
     this.#detach();
   }
 
@@ -236,6 +280,7 @@ export class RunService {
         const record = recordOf(request);
         if (record === undefined) return;
         record.runnerId = runId;
+        this.#lastStarted = record.id;
         this.#byRunnerId.set(runId, record);
         record.status = 'running';
         record.phase = 'prepare';
@@ -324,6 +369,7 @@ export class RunService {
   #end(record: RunRecord): void {
     this.#append(record, 'end', { status: record.status });
     record.listeners.clear();
+    for (const listener of this.#endedListeners) listener(record);
     this.#finished.push(record.id);
     while (this.#finished.length > this.#keepFinished) {
       const oldest = this.#finished.shift();
@@ -331,18 +377,27 @@ export class RunService {
     }
   }
 
-  /** Tells every waiting run its new place in the queue. */
+  /**
+   * Tells every waiting run its new place in the queue, at most every `POSITION_UPDATE_MS`:
+   * each run that starts moves every waiting run up one, and announcing each move would send
+   * n² events for n runs queued at once.
+   */
   #announcePositions(): void {
-    for (const record of this.#records.values()) {
-      if (record.status !== 'queued') continue;
-      const position = this.queue.position(record.id);
-      const last = [...record.events].reverse().find((event) => event.event === 'queued');
-      if (position !== undefined && last?.data.position !== position) this.#append(record, 'queued', { position });
-    }
+    if (this.#positionTimer !== undefined) return;
+    this.#positionTimer = setTimeout(() => {
+      this.#positionTimer = undefined;
+      for (const record of this.#records.values()) {
+        if (record.status !== 'queued') continue;
+        const position = this.queue.position(record.id);
+        if (position !== undefined && position !== record.announcedPosition) this.#append(record, 'queued', { position });
+      }
+    }, POSITION_UPDATE_MS);
+    this.#positionTimer.unref();
   }
 
   #append(record: RunRecord, event: RunEventName, data: Readonly<Record<string, unknown>>): void {
     const entry: RunEvent = { id: record.dropped + record.events.length + 1, event, data };
+    if (event === 'queued') record.announcedPosition = data.position as number;
     record.events.push(entry);
     if (record.events.length > this.#eventBuffer) {
       record.events.shift();
