@@ -4,7 +4,7 @@ import globals from 'globals';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['coverage/', 'dist/', 'app/dist/', 'docs/api/', 'out/', 'node_modules/', '.examples-*/', '.bench-results/', '.stryker-tmp/', 'reports/'] },
+  { ignores: ['coverage/', 'dist/', 'app/dist/', 'docs/api/', 'out/', 'node_modules/', '.examples-*/', '.bench-results/', '.stryker-tmp/', 'reports/', '.browser-failures/'] },
   eslint.configs.recommended,
   ...tseslint.configs.strictTypeChecked,
   ...tseslint.configs.stylisticTypeChecked,

@@ -130,4 +130,35 @@ describe('DemoImageRunner', () => {
     expect(cancelled).toEqual(['execute']);
     expect(await readdir(outDir)).toEqual([]);
   });
+
+  test('new DemoImageRunner() - stepDelayMs must be a whole number from 0 up', () => {
+    expect(() => new DemoImageRunner({ stepDelayMs: -1 })).toThrow(new TypeError('Expected `stepDelayMs` to be a whole number from 0 up, got `-1`'));
+    expect(() => new DemoImageRunner({ stepDelayMs: 1.5 })).toThrow(TypeError);
+  });
+
+  test('.run() - stepDelayMs paces the steps and never changes the image', async () => {
+    const started = performance.now();
+    const { image } = await generate(new DemoImageRunner({ stepDelayMs: 15 }));
+    // A lower bound only, which a busy machine cannot break: a pause per step, less the up to
+    // 1 ms that each timer may gain from the event loop's millisecond clock.
+    expect(performance.now() - started).toBeGreaterThanOrEqual(FIXED.input.steps * 14);
+    expect(image.sha256).toBe(FIXED.sha256);
+  });
+
+  test('.run() - an abort ends a step pause at once', async () => {
+    const runner = new DemoImageRunner({ stepDelayMs: 60_000 });
+    const controller = new AbortController();
+    const reason = new DOMException('stop', 'AbortError');
+    runner.on('progress', (_state, { step }) => {
+      if (step === 1) {
+        setImmediate(() => {
+          controller.abort(reason);
+        });
+      }
+    });
+
+    // With the pause not ended by the abort, this would wait a minute (and time out).
+    await expect(runner.run(new ProcessingRequest<GenerationInput>({ ...FIXED.input, outDir }), { signal: controller.signal })).rejects.toBe(reason);
+    expect(await readdir(outDir)).toEqual([]);
+  });
 });

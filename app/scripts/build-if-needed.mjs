@@ -1,5 +1,6 @@
-// Builds the library, then the app, each only when a source is newer than its output, so a
-// second `npm start` runs at once. `npm test` always builds both in full.
+// Builds the library, then the app, then the web page, each only when a source is newer than
+// its output, so a second `npm start` or `npm run serve` runs at once. `npm test` always builds
+// all three in full.
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -10,8 +11,14 @@ const root = join(import.meta.dirname, '..', '..');
 const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
 
 const builds = [
-  { project: 'tsconfig.build.json', output: 'dist/index.js', inputs: ['src', 'tsconfig.json', 'tsconfig.build.json'] },
-  { project: 'app/tsconfig.build.json', output: 'app/dist/main.js', inputs: ['app/src', 'app/tsconfig.json', 'app/tsconfig.build.json', 'dist'] },
+  { name: 'tsconfig.build.json', args: [tsc, '-p', 'tsconfig.build.json'], output: 'dist/index.js', inputs: ['src', 'tsconfig.json', 'tsconfig.build.json'] },
+  {
+    name: 'app/tsconfig.build.json',
+    args: [tsc, '-p', 'app/tsconfig.build.json'],
+    output: 'app/dist/main.js',
+    inputs: ['app/src', 'app/tsconfig.json', 'app/tsconfig.build.json', 'dist'],
+  },
+  { name: 'the web page', args: ['app/scripts/build-web.mjs'], output: 'app/dist/web/app.js', inputs: ['app/web', 'app/scripts/build-web.mjs'] },
 ];
 
 /** The newest modification time under `path`, a file or a folder. */
@@ -22,10 +29,10 @@ function newest(path) {
   return Math.max(0, ...readdirSync(path).map((name) => newest(join(path, name))));
 }
 
-for (const { project, output, inputs } of builds) {
+for (const { name, args, output, inputs } of builds) {
   const built = existsSync(join(root, output)) ? statSync(join(root, output)).mtimeMs : 0;
   if (Math.max(...inputs.map((input) => newest(join(root, input)))) > built) {
-    process.stderr.write(`Building ${project}…\n`);
-    execFileSync(process.execPath, [tsc, '-p', project], { cwd: root, stdio: 'inherit' });
+    process.stderr.write(`Building ${name}…\n`);
+    execFileSync(process.execPath, args, { cwd: root, stdio: 'inherit' });
   }
 }

@@ -32,6 +32,13 @@ export interface DemoImageRunnerOptions {
    * @default 0
    */
   readonly previewEvery?: number | undefined;
+  /**
+   * A pause after each sampling step, in milliseconds, so that a demo or a test can watch a
+   * small run go by (the web page's browser tests use it); 0 for none. Never changes the image.
+   *
+   * @default 0
+   */
+  readonly stepDelayMs?: number | undefined;
 }
 
 /** What a progress update's `info` holds on the steps that carry a preview. */
@@ -51,14 +58,20 @@ export class DemoImageRunner extends ProcessingRunner<GenerationInput, Generated
   /** The encoded PNG between execute and finalize, kept out of the result so it stays small. */
   readonly #encoded = new WeakMap<ProcessingState<GenerationInput>, Uint8Array>();
   readonly #previewEvery: number;
+  readonly #stepDelayMs: number;
 
+  /** @throws TypeError when `previewEvery` or `stepDelayMs` is not a whole number from 0 up. */
   constructor(options: DemoImageRunnerOptions = {}) {
     super();
-    const { previewEvery = 0 } = options;
+    const { previewEvery = 0, stepDelayMs = 0 } = options;
     if (!Number.isSafeInteger(previewEvery) || previewEvery < 0) {
       throw new TypeError(`Expected \`previewEvery\` to be a whole number from 0 up, got \`${String(previewEvery)}\``);
     }
+    if (!Number.isSafeInteger(stepDelayMs) || stepDelayMs < 0) {
+      throw new TypeError(`Expected \`stepDelayMs\` to be a whole number from 0 up, got \`${String(stepDelayMs)}\``);
+    }
     this.#previewEvery = previewEvery;
+    this.#stepDelayMs = stepDelayMs;
   }
 
   override prepare(request: ProcessingRequestLike<GenerationInput>, runId: number): ProcessingState<GenerationInput> {
@@ -70,7 +83,7 @@ export class DemoImageRunner extends ProcessingRunner<GenerationInput, Generated
 
   override async execute(state: ProcessingState<GenerationInput>, context: RunContext): Promise<GeneratedImage> {
     const params = this.#paramsOf(state);
-    const image = await renderDemoImage(params, context, { previewEvery: this.#previewEvery, encodePreview: previewDataUri });
+    const image = await renderDemoImage(params, context, { previewEvery: this.#previewEvery, encodePreview: previewDataUri, stepDelayMs: this.#stepDelayMs });
     const parameters = formatInfotext(params);
     const png = encodePng(image, parameters);
     this.#encoded.set(state, png);

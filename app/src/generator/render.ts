@@ -20,6 +20,13 @@ export interface RenderOptions {
   readonly previewEvery?: number | undefined;
   /** Turns a preview image into what `info` carries (the pipeline makes a PNG data URI). */
   readonly encodePreview?: ((image: RgbImage) => unknown) | undefined;
+  /**
+   * A pause after each step, in milliseconds, so that a demo or a test can watch a small run
+   * go by; 0 only yields to the event loop. An abort ends the pause at once.
+   *
+   * @default 0
+   */
+  readonly stepDelayMs?: number | undefined;
 }
 
 /** The longest side of a preview, in pixels: enough to see the picture settle, small to send. */
@@ -41,7 +48,7 @@ export const PREVIEW_MAX_SIDE = 64;
  */
 export async function renderDemoImage(params: GenerationParams, context: RunContext, options: RenderOptions = {}): Promise<RgbImage> {
   const { width, height, steps } = params;
-  const { previewEvery = 0, encodePreview } = options;
+  const { previewEvery = 0, encodePreview, stepDelayMs = 0 } = options;
   const { signal, reportProgress } = context;
   const size = width * height;
   const scene = paintScene(params);
@@ -86,7 +93,7 @@ export async function renderDemoImage(params: GenerationParams, context: RunCont
     } else {
       reportProgress({ step, total: steps });
     }
-    await new Promise<void>((resolve) => setImmediate(resolve));
+    await (stepDelayMs > 0 ? pause(stepDelayMs, signal) : new Promise<void>((resolve) => setImmediate(resolve)));
   }
   signal.throwIfAborted();
   return { width, height, data: toRgb(sample, size) };
@@ -116,6 +123,19 @@ export function downscale(sample: Float32Array, width: number, height: number): 
     }
   }
   return { ...small, data: toRgb(planes, smallSize) };
+}
+
+/** Resolves after `ms`, or as soon as `signal` aborts (the loop then throws its reason). */
+function pause(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
+  });
 }
 
 /** Signal share at noise level `t` (1 = pure noise, 0 = clean): (1 - t)³. */

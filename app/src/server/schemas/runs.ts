@@ -109,6 +109,9 @@ export const RunEventsQuery = Type.Object(
     last_event_id: Type.Optional(
       Type.Integer({ minimum: 0, description: 'Resume after this event id, for clients that cannot send the `Last-Event-ID` header (the header wins).' }),
     ),
+    access_token: Type.Optional(
+      Type.String({ description: 'The API key, for clients that cannot send `Authorization: Bearer` (a browser\'s EventSource); taken on this route only, and only when no `Authorization` header is sent.' }),
+    ),
   },
   { additionalProperties: false },
 );

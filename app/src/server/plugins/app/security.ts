@@ -6,6 +6,13 @@ import fp from 'fastify-plugin';
 /** The page's Content-Security-Policy: scripts and styles from this origin only, never inline. */
 export const CONTENT_SECURITY_POLICY = "default-src 'self'; img-src 'self' data: blob:; script-src 'self'; style-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
 
+/**
+ * The one route that also takes the key as `?access_token=`: a browser's `EventSource` (the web
+ * page's SSE client) cannot send an `Authorization` header. Nowhere else, since a key in a URL
+ * can end up in logs and browser history.
+ */
+export const ACCESS_TOKEN_ROUTE = '/v1/runs/:id/events';
+
 /** Routes that need the API key when one is set: the API, the metrics and the OpenAPI document. */
 const PROTECTED = /^\/(v1|sdapi)(\/|$)|^\/metrics(\?|$)|^\/openapi\.json(\?|$)/;
 
@@ -40,8 +47,16 @@ export default fp(
 );
 
 function hasKey(request: FastifyRequest, key: Buffer): boolean {
-  const match = /^Bearer (.+)$/.exec(request.headers.authorization ?? '');
-  const given = Buffer.from(match?.[1] ?? '');
+  const header = request.headers.authorization;
+  const match = /^Bearer (.+)$/.exec(header ?? '');
+  const given = Buffer.from(header === undefined ? (accessToken(request) ?? '') : (match?.[1] ?? ''));
   // Compared in constant time, so the answer's timing says nothing about the key.
   return given.length === key.length && timingSafeEqual(given, key);
+}
+
+/** The `access_token` query parameter, on the one route that takes it. */
+function accessToken(request: FastifyRequest): string | undefined {
+  if (request.routeOptions.url !== ACCESS_TOKEN_ROUTE) return undefined;
+  const { access_token: token } = request.query as { readonly access_token?: unknown };
+  return typeof token === 'string' ? token : undefined;
 }

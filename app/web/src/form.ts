@@ -1,0 +1,173 @@
+import type { RunInput } from './api.js';
+import { LIMITS, RANDOM_SEED, SIZE_PRESETS } from './bounds.js';
+import { byId, h } from './dom.js';
+
+type FieldName = 'prompt' | 'negative_prompt' | 'seed' | 'steps' | 'width' | 'height';
+
+/** A form value the API would refuse, with what to say next to the field. */
+interface FieldProblem {
+  readonly field: FieldName;
+  readonly message: string;
+}
+
+/** Settings to put back into the form ("use these settings"). */
+export interface FormSettings {
+  readonly prompt: string;
+  readonly negative_prompt?: string | undefined;
+  readonly seed?: number | undefined;
+  readonly steps?: number | undefined;
+  readonly width?: number | undefined;
+  readonly height?: number | undefined;
+}
+
+const CUSTOM = 'custom';
+
+/** The "New run" form: reads and checks the fields, shows problems next to them. */
+export class RunForm {
+  readonly form = byId('run-form', HTMLFormElement);
+  readonly #prompt = byId('prompt', HTMLTextAreaElement);
+  readonly #negative = byId('negative_prompt', HTMLTextAreaElement);
+  readonly #seed = byId('seed', HTMLInputElement);
+  readonly #seedRandom = byId('seed-random', HTMLInputElement);
+  readonly #steps = byId('steps', HTMLInputElement);
+  readonly #preset = byId('size-preset', HTMLSelectElement);
+  readonly #width = byId('width', HTMLInputElement);
+  readonly #height = byId('height', HTMLInputElement);
+  readonly #formError = byId('form-error', HTMLParagraphElement);
+  readonly #submit = byId('generate', HTMLButtonElement);
+
+  constructor() {
+    // The number inputs carry the same bounds, so spin buttons and arrow keys stay inside them.
+    setRange(this.#seed, LIMITS.seed.min, LIMITS.seed.max, 1);
+    setRange(this.#steps, LIMITS.steps.min, LIMITS.steps.max, 1);
+    for (const input of [this.#width, this.#height]) setRange(input, LIMITS.size.min, LIMITS.size.max, LIMITS.size.multipleOf);
+    this.#prompt.maxLength = LIMITS.promptLength;
+    this.#negative.maxLength = LIMITS.promptLength;
+    for (const [width, height] of SIZE_PRESETS) {
+      this.#preset.append(h('option', { value: `${String(width)}x${String(height)}` }, `${String(width)} × ${String(height)}`));
+    }
+    this.#preset.append(h('option', { value: CUSTOM }, 'Custom'));
+    this.#applyPreset('512x512');
+    this.#preset.addEventListener('change', () => {
+      this.#applyPreset(this.#preset.value);
+    });
+    for (const input of [this.#width, this.#height]) {
+      input.addEventListener('input', () => {
+        this.#syncPreset();
+      });
+    }
+    this.#seedRandom.addEventListener('change', () => {
+      this.#seed.disabled = this.#seedRandom.checked;
+    });
+  }
+
+  /** Checks every field; shows each problem beside its field and returns null, or the body. */
+  read(): RunInput | null {
+    this.clearErrors();
+    const problems: FieldProblem[] = [];
+    const prompt = this.#prompt.value.trim();
+    if (prompt.length === 0) problems.push({ field: 'prompt', message: 'Write a prompt.' });
+    const negative = this.#negative.value.trim();
+    const seed = this.#seedRandom.checked ? RANDOM_SEED : integerIn(this.#seed, 'seed', LIMITS.seed.min, LIMITS.seed.max, 1, problems);
+    const steps = integerIn(this.#steps, 'steps', LIMITS.steps.min, LIMITS.steps.max, 1, problems);
+    const { min, max, multipleOf } = LIMITS.size;
+    const width = integerIn(this.#width, 'width', min, max, multipleOf, problems);
+    const height = integerIn(this.#height, 'height', min, max, multipleOf, problems);
+    if (problems.length > 0) {
+      for (const problem of problems) this.#showFieldError(problem);
+      this.#fieldInput(problems[0]?.field ?? 'prompt').focus();
+      return null;
+    }
+    return {
+      prompt,
+      ...(negative === '' ? {} : { negative_prompt: negative }),
+      seed: seed ?? RANDOM_SEED,
+      ...(steps === null ? {} : { steps }),
+      ...(width === null ? {} : { width }),
+      ...(height === null ? {} : { height }),
+    };
+  }
+
+  /** Shows a message the server sent for the whole request (a `400`/`422`, a full queue). */
+  showServerError(message: string): void {
+    this.#formError.textContent = message;
+    this.#formError.hidden = false;
+  }
+
+  clearErrors(): void {
+    this.#formError.hidden = true;
+    this.#formError.textContent = '';
+    for (const name of ['prompt', 'negative_prompt', 'seed', 'steps', 'width', 'height'] as const) {
+      const input = this.#fieldInput(name);
+      input.removeAttribute('aria-invalid');
+      const error = byId(`${name}-error`, HTMLParagraphElement);
+      error.hidden = true;
+      error.textContent = '';
+    }
+  }
+
+  set busy(busy: boolean) {
+    this.#submit.disabled = busy;
+    this.#submit.textContent = busy ? 'Queuing…' : 'Generate';
+  }
+
+  /** Puts a finished run's settings back into the form and moves focus to the prompt. */
+  fill(settings: FormSettings): void {
+    this.#prompt.value = settings.prompt;
+    this.#negative.value = settings.negative_prompt ?? '';
+    if (settings.seed !== undefined) {
+      this.#seedRandom.checked = false;
+      this.#seed.disabled = false;
+      this.#seed.value = String(settings.seed);
+    }
+    if (settings.steps !== undefined) this.#steps.value = String(settings.steps);
+    if (settings.width !== undefined) this.#width.value = String(settings.width);
+    if (settings.height !== undefined) this.#height.value = String(settings.height);
+    this.#syncPreset();
+    this.clearErrors();
+    this.#prompt.focus();
+  }
+
+  #applyPreset(value: string): void {
+    const match = /^(\d+)x(\d+)$/.exec(value);
+    if (match === null) return;
+    this.#preset.value = value;
+    this.#width.value = match[1] ?? '';
+    this.#height.value = match[2] ?? '';
+  }
+
+  #syncPreset(): void {
+    const value = `${this.#width.value}x${this.#height.value}`;
+    this.#preset.value = [...this.#preset.options].some((option) => option.value === value) ? value : CUSTOM;
+  }
+
+  #fieldInput(name: FieldName): HTMLInputElement | HTMLTextAreaElement {
+    return name === 'prompt' ? this.#prompt : name === 'negative_prompt' ? this.#negative : byId(name, HTMLInputElement);
+  }
+
+  #showFieldError({ field, message }: FieldProblem): void {
+    this.#fieldInput(field).setAttribute('aria-invalid', 'true');
+    const error = byId(`${field}-error`, HTMLParagraphElement);
+    error.textContent = message;
+    error.hidden = false;
+  }
+}
+
+function setRange(input: HTMLInputElement, min: number, max: number, step: number): void {
+  input.min = String(min);
+  input.max = String(max);
+  input.step = String(step);
+}
+
+/** The field's integer, null when left empty (the server's default), or a problem noted. */
+function integerIn(input: HTMLInputElement, field: FieldName, min: number, max: number, multipleOf: number, problems: FieldProblem[]): number | null {
+  const text = input.value.trim();
+  if (text === '') return null;
+  const value = Number(text);
+  const kind = multipleOf === 1 ? 'a whole number' : `a multiple of ${String(multipleOf)}`;
+  if (!Number.isInteger(value) || value < min || value > max || value % multipleOf !== 0) {
+    problems.push({ field, message: `Must be ${kind} from ${String(min)} to ${String(max)}.` });
+    return null;
+  }
+  return value;
+}

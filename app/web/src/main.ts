@@ -1,0 +1,140 @@
+/**
+ * The web page: a client of the service's public API like any other. The form queues runs
+ * (`POST /v1/runs`), each run gets a card fed by its SSE stream, and a reload picks the recent
+ * runs up again from `GET /v1/runs`.
+ */
+import { ApiClient, ApiError, type RunInput, type RunView } from './api.js';
+import { RunCard, type CardHost } from './card.js';
+import { byId } from './dom.js';
+import { RunForm, type FormSettings } from './form.js';
+
+/** Runs fetched per page of `GET /v1/runs`. */
+const PAGE_SIZE = 20;
+
+class App implements CardHost {
+  readonly api = new ApiClient((reason) => this.#askForKey(reason));
+  readonly #form = new RunForm();
+  readonly #list = byId('runs', HTMLOListElement);
+  readonly #empty = byId('runs-empty', HTMLParagraphElement);
+  readonly #loadMore = byId('load-more', HTMLButtonElement);
+  readonly #connection = byId('connection', HTMLParagraphElement);
+  readonly #keyDialog = byId('key-dialog', HTMLDialogElement);
+  readonly #imageDialog = byId('image-dialog', HTMLDialogElement);
+  readonly #cards = new Map<string, RunCard>();
+  readonly #lostCards = new Set<RunCard>();
+  #before: string | null = null;
+
+  start(): void {
+    this.#form.form.addEventListener('submit', (event) => {
+      event.preventDefault();
+      void this.#submit();
+    });
+    this.#loadMore.addEventListener('click', () => void this.#loadRuns());
+    // The key dialog cannot be dismissed: without a key nothing on the page works.
+    this.#keyDialog.addEventListener('cancel', (event) => {
+      event.preventDefault();
+    });
+    void this.#loadRuns();
+  }
+
+  connectionChanged(card: RunCard, lost: boolean): void {
+    if (lost) this.#lostCards.add(card);
+    else this.#lostCards.delete(card);
+    this.#showConnection(this.#lostCards.size > 0 ? 'Connection to the server lost. Reconnecting…' : null);
+  }
+
+  useSettings(settings: FormSettings): void {
+    this.#form.fill(settings);
+  }
+
+  showImage(url: string, description: string): void {
+    const image = byId('image-dialog-img', HTMLImageElement);
+    image.src = url;
+    image.alt = description;
+    this.#imageDialog.showModal();
+  }
+
+  async #submit(): Promise<void> {
+    const input = this.#form.read();
+    if (input === null) return;
+    this.#form.busy = true;
+    try {
+      const created = await this.api.createRun(input);
+      const view: RunView = {
+        id: created.id,
+        status: created.status,
+        phase: null,
+        position: created.position,
+        progress: { step: 0, total: input.steps ?? 0, fraction: 0, eta_seconds: null },
+        created_at: new Date().toISOString(),
+      };
+      this.#addCard(view, input, 'top').connect();
+    } catch (error) {
+      this.#form.showServerError(describeError(error));
+    } finally {
+      this.#form.busy = false;
+    }
+  }
+
+  async #loadRuns(): Promise<void> {
+    this.#loadMore.disabled = true;
+    try {
+      const page = await this.api.listRuns(this.#before, PAGE_SIZE);
+      for (const view of page.runs) {
+        const known = this.#cards.get(view.id);
+        if (known) known.update(view);
+        else this.#addCard(view, null, 'bottom').connect();
+      }
+      this.#before = page.next;
+      this.#loadMore.hidden = page.next === null;
+      this.#showConnection(null);
+    } catch (error) {
+      this.#showConnection(`Could not load the runs: ${describeError(error)}`);
+    } finally {
+      this.#loadMore.disabled = false;
+    }
+  }
+
+  #addCard(view: RunView, request: RunInput | null, where: 'top' | 'bottom'): RunCard {
+    const card = new RunCard(this, view, request);
+    this.#cards.set(card.id, card);
+    if (where === 'top') this.#list.prepend(card.element);
+    else this.#list.append(card.element);
+    this.#empty.hidden = true;
+    return card;
+  }
+
+  #showConnection(message: string | null): void {
+    this.#connection.textContent = message ?? '';
+    this.#connection.hidden = message === null;
+  }
+
+  #askForKey(reason: 'missing' | 'refused'): Promise<string> {
+    const form = byId('key-form', HTMLFormElement);
+    const input = byId('api-key', HTMLInputElement);
+    byId('key-message', HTMLParagraphElement).textContent =
+      reason === 'missing'
+        ? 'This server needs an API key. It is kept for this browser tab only.'
+        : 'The server refused that key. Try again; it is kept for this browser tab only.';
+    input.value = '';
+    return new Promise((resolve) => {
+      const onSubmit = (): void => {
+        const key = input.value.trim();
+        if (key === '') return;
+        form.removeEventListener('submit', onSubmit);
+        resolve(key);
+      };
+      form.addEventListener('submit', onSubmit);
+      if (!this.#keyDialog.open) this.#keyDialog.showModal();
+      input.focus();
+    });
+  }
+}
+
+function describeError(error: unknown): string {
+  if (error instanceof ApiError) return error.message;
+  if (error instanceof TypeError) return 'The server cannot be reached.';
+  return error instanceof Error ? error.message : String(error);
+}
+
+new App().start();
