@@ -456,7 +456,7 @@ export class ProcessingRunner<P = unknown, R = unknown> extends EventEmitter<Run
     const stored = (this as unknown as EmitterStorage)._events[event];
     // Not frozen: frozen elements take a slow path in every dispatch loop (~15 ns per event in
     // bench/), and nothing outside this class ever sees these arrays.
-    const listeners = stored === undefined ? undefined : (Array.isArray(stored) ? stored : [stored]).map((record) => this.#callee1(event, record));
+    const listeners = stored === undefined ? undefined : (Array.isArray(stored) ? stored : [stored]).map((record) => this.#calleeOf(event, record));
     switch (event) {
       case 'start':
         this.#onStart = listeners;
@@ -487,7 +487,7 @@ export class ProcessingRunner<P = unknown, R = unknown> extends EventEmitter<Run
   }
 
   /** What `#dispatch` calls for one listener record (see {@link Callee}). */
-  #callee1(event: RunnerEventName<P, R>, { fn, context, once }: ListenerRecord): Callee {
+  #calleeOf(event: RunnerEventName<P, R>, { fn, context, once }: ListenerRecord): Callee {
     if (!once) {
       if (context === this) return fn;
       return (...args: unknown[]): void => {
