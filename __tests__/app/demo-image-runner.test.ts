@@ -101,8 +101,8 @@ describe('DemoImageRunner', () => {
     [{ width: 0 }, 'Expected `width` to be a multiple of 8 from 8 to 2048, got `0` (number)'],
     [{ height: 100 }, 'Expected `height` to be a multiple of 8 from 8 to 2048, got `100` (number)'],
     [{ seed: 1.5 }, 'Expected `seed` to be an integer from 0 to 4294967295, got `1.5` (number)'],
-    [{ prompt: '' }, 'Expected `prompt` to be Latin-1 text of 1 to 1000 characters'],
-    [{ prompt: 'a cat 🐈' }, 'Expected `prompt` to be Latin-1 text of 1 to 1000 characters'],
+    [{ prompt: '' }, 'Expected `prompt` to be Latin-1 text of 1 to 10000 characters'],
+    [{ prompt: 'a cat 🐈' }, 'Expected `prompt` to be Latin-1 text of 1 to 10000 characters'],
   ])('.run() - rejects %j in prepare with a TypeError and writes nothing', async (change, message) => {
     const runner = new DemoImageRunner();
     const failures: unknown[] = [];

@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 
-import { BOUNDS, DEFAULTS, describeBound, isWithin, MAX_PROMPT_LENGTH, normaliseGeneration, type GenerationParams, type IntegerBound } from '../generator/params.js';
+import { BOUNDS, DEFAULTS, describeBound, isWithin, MAX_PROMPT_LENGTH, normaliseGeneration, type GenerationParams } from '../generator/params.js';
 import { DEFAULT_QUEUE } from '../worker/worker.js';
 
 /** What the command line asked for. */
@@ -14,15 +14,31 @@ export type Command =
       readonly json: boolean;
       readonly trace: boolean;
     }
+  | { readonly kind: 'serve'; readonly options: ServeCommandOptions }
   | { readonly kind: 'worker'; readonly redis: string; readonly concurrency: number; readonly queueName: string };
+
+/** What `processing-runner serve` was asked for (see `USAGE`). */
+export interface ServeCommandOptions {
+  readonly host: string;
+  readonly port: number;
+  readonly concurrency: number;
+  readonly queueSize: number;
+  readonly runTimeoutSeconds: number | undefined;
+  readonly outDir: string;
+  readonly apiKey: string | undefined;
+  readonly allowUnauthenticated: boolean;
+  readonly graceSeconds: number;
+  readonly previewEvery: number;
+  readonly maxSseClients: number;
+  readonly trace: 'console' | undefined;
+  /** Runs go to this Redis (BullMQ) for `processing-runner worker`s instead of the embedded queue. */
+  readonly redis: string | undefined;
+}
 
 /** A bad command line: the message names the argument and what it accepts. */
 export class UsageError extends Error {
   override readonly name = 'UsageError';
 }
-
-/** `--concurrency` of the worker command. */
-const CONCURRENCY: IntegerBound = { min: 1, max: 64, multipleOf: 1 };
 
 /** The largest `--timeout`: what `setTimeout` keeps, in seconds. */
 const MAX_TIMEOUT_SECONDS = 2_147_483;
@@ -31,6 +47,7 @@ export const USAGE = `processing-runner: run the demo image generator through pr
 
 Usage:
   processing-runner generate --prompt TEXT [options]
+  processing-runner serve [options]
   processing-runner worker --redis URL [--concurrency N] [--queue NAME]
   processing-runner --help | --version
 
@@ -44,12 +61,28 @@ Options for generate:
       --json             print the result as JSON on stdout; progress stays on stderr
       --trace            print the run's OpenTelemetry span tree
   -h, --help             show this help
-
-Options for worker (runs the demo generator for RemoteRunner producers, until SIGTERM):
-      --redis URL        redis://HOST:PORT, rediss://… or unix:///PATH (required)
-      --concurrency N    runs at once, ${describeBound(CONCURRENCY)} (default 1)
-      --queue NAME       the BullMQ queue (default ${DEFAULT_QUEUE})
   -v, --version          print the versions
+
+Options for serve (an HTTP API with live progress; see docs/service.md):
+      --host ADDR          the address to listen on (default 127.0.0.1)
+      --port N             the port, 0 for any free one (default 7860)
+      --concurrency N      runs at a time (default 1)
+      --queue-size N       runs that may wait; one more gets 429 (default 100)
+      --run-timeout SEC    cancel a run after this long (default: none)
+  -o, --out DIR            the folder images go to, one sub-folder per run (default ${DEFAULTS.outDir})
+      --api-key KEY        require \`Authorization: Bearer KEY\` (or set PROCESSING_RUNNER_API_KEY)
+      --allow-unauthenticated  listen on a non-loopback address without a key
+      --grace SEC          at SIGTERM/SIGINT, how long running runs get to finish (default 10)
+      --preview-every N    a live preview every N steps, 0 for none (default 5)
+      --max-sse-clients N  event streams open at once; one more gets 503 (default 100)
+      --trace console      trace runs with OpenTelemetry, spans printed on stdout
+      --redis URL          send runs to Redis for \`processing-runner worker\`s (queue ${DEFAULT_QUEUE})
+                           instead of running them here; --concurrency is then the workers'
+
+Options for worker (runs the demo generator for a Redis-backed service, until SIGTERM):
+      --redis URL          redis://HOST:PORT, rediss://… or unix:///PATH (required)
+      --concurrency N      runs at once, 1 to 64 (default 1)
+      --queue NAME         the BullMQ queue (default ${DEFAULT_QUEUE})
 
 The generator is a deterministic demo, not a model: the same prompt, seed, steps and size
 give the same PNG, byte for byte. Ctrl-C cancels a run; no partial file is written.
@@ -67,31 +100,23 @@ const OPTIONS = {
   trace: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'v' },
-  redis: { type: 'string' },
-  concurrency: { type: 'string' },
-  queue: { type: 'string' },
 } as const;
-
-/** The options only `generate` takes, and the ones only `worker` takes. */
-const GENERATE_ONLY = ['prompt', 'seed', 'steps', 'size', 'out', 'timeout', 'json', 'trace'] as const;
-const WORKER_ONLY = ['redis', 'concurrency', 'queue'] as const;
 
 /**
  * Reads the command line (without `node` and the script).
  *
  * @throws UsageError for an unknown flag, a missing value or a value out of range.
  */
-export function parseCommand(argv: readonly string[]): Command {
-  const { values, positionals } = parseStrict(argv);
+export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): Command {
+  if (argv[0] === 'serve') return parseServe(argv.slice(1), env);
+  if (argv[0] === 'worker') return parseWorker(argv.slice(1));
+  const { values, positionals } = parseStrict(argv, OPTIONS);
   if (values.help === true) return { kind: 'help' };
   if (values.version === true) return { kind: 'version' };
   const [command, ...rest] = positionals;
-  if (command === undefined) throw new UsageError('missing command: expected `generate` or `worker`');
-  if (command !== 'generate' && command !== 'worker') throw new UsageError(`unknown command '${command}': expected \`generate\` or \`worker\``);
+  if (command === undefined) throw new UsageError('missing command: expected `generate`, `serve` or `worker`');
+  if (command !== 'generate') throw new UsageError(`unknown command '${command}': expected \`generate\`, \`serve\` or \`worker\``);
   if (rest.length > 0) throw new UsageError(`unexpected argument '${rest.join(' ')}'`);
-  const foreign = (command === 'worker' ? GENERATE_ONLY : WORKER_ONLY).find((name) => values[name] !== undefined);
-  if (foreign !== undefined) throw new UsageError(`--${foreign} is not an option of \`${command}\``);
-  if (command === 'worker') return parseWorker(values);
   if (values.prompt === undefined) throw new UsageError('--prompt is required');
 
   const [width, height] = values.size === undefined ? [DEFAULTS.width, DEFAULTS.height] : parseSize(values.size);
@@ -121,22 +146,107 @@ export function parseCommand(argv: readonly string[]): Command {
   };
 }
 
-function parseWorker(values: ReturnType<typeof parseStrict>['values']): Command {
+const SERVE_OPTIONS = {
+  host: { type: 'string' },
+  port: { type: 'string' },
+  concurrency: { type: 'string' },
+  'queue-size': { type: 'string' },
+  'run-timeout': { type: 'string' },
+  out: { type: 'string', short: 'o' },
+  'api-key': { type: 'string' },
+  'allow-unauthenticated': { type: 'boolean' },
+  grace: { type: 'string' },
+  'preview-every': { type: 'string' },
+  'max-sse-clients': { type: 'string' },
+  trace: { type: 'string' },
+  redis: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+const WORKER_OPTIONS = {
+  redis: { type: 'string' },
+  concurrency: { type: 'string' },
+  queue: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+/** `--concurrency` of the worker command. */
+const WORKER_CONCURRENCY = { min: 1, max: 64, multipleOf: 1 } as const;
+
+function parseWorker(argv: readonly string[]): Command {
+  const { values, positionals } = parseStrict(argv, WORKER_OPTIONS);
+  if (values.help === true) return { kind: 'help' };
+  if (positionals.length > 0) throw new UsageError(`unexpected argument '${positionals.join(' ')}'`);
   const { redis, concurrency, queue = DEFAULT_QUEUE } = values;
   if (redis === undefined) throw new UsageError('--redis is required');
-  if (!/^(rediss?|unix):\/\/./.test(redis)) throw new UsageError(`--redis must be a redis://, rediss:// or unix:// URL, got ${quote(redis)}`);
-  if (!/^[^\s:]+$/.test(queue)) throw new UsageError(`--queue must be a name without spaces or colons, got ${quote(queue)}`);
   return {
     kind: 'worker',
-    redis,
-    concurrency: concurrency === undefined ? 1 : parseInteger('--concurrency', concurrency, CONCURRENCY),
-    queueName: queue,
+    redis: checkRedisUrl(redis),
+    concurrency: concurrency === undefined ? 1 : parseInteger('--concurrency', concurrency, WORKER_CONCURRENCY),
+    queueName: /^[^\s:]+$/.test(queue) ? queue : badQueue(queue),
   };
 }
 
-function parseStrict(argv: readonly string[]): ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>> {
+function checkRedisUrl(redis: string): string {
+  if (!/^(rediss?|unix):\/\/./.test(redis)) throw new UsageError(`--redis must be a redis://, rediss:// or unix:// URL, got ${quote(redis)}`);
+  return redis;
+}
+
+function badQueue(queue: string): never {
+  throw new UsageError(`--queue must be a name without spaces or colons, got ${quote(queue)}`);
+}
+
+function parseServe(argv: readonly string[], env: NodeJS.ProcessEnv): Command {
+  const { values, positionals } = parseStrict(argv, SERVE_OPTIONS);
+  if (values.help === true) return { kind: 'help' };
+  if (positionals.length > 0) throw new UsageError(`unexpected argument '${positionals.join(' ')}'`);
+  const whole = (flag: string, raw: string | undefined, fallback: number, min: number, max: number): number => {
+    if (raw === undefined) return fallback;
+    const value = /^\d+$/.test(raw.trim()) ? Number(raw) : Number.NaN;
+    if (!(Number.isSafeInteger(value) && value >= min && value <= max)) throw new UsageError(`${flag} must be an integer from ${String(min)} to ${String(max)}, got ${quote(raw)}`);
+    return value;
+  };
+  const seconds = (flag: string, raw: string | undefined): number | undefined => {
+    if (raw === undefined) return undefined;
+    const value = /^\d+(\.\d+)?$/.test(raw.trim()) ? Number(raw) : Number.NaN;
+    if (!(value >= 0 && value <= MAX_TIMEOUT_SECONDS)) throw new UsageError(`${flag} must be a number of seconds from 0 to ${String(MAX_TIMEOUT_SECONDS)}, got ${quote(raw)}`);
+    return value;
+  };
+  const host = values.host ?? '127.0.0.1';
+  if (host.trim() === '') throw new UsageError("--host must be an address, got ''");
+  const apiKey = values['api-key'] ?? (env.PROCESSING_RUNNER_API_KEY === '' ? undefined : env.PROCESSING_RUNNER_API_KEY);
+  if (apiKey !== undefined && !/^[\x21-\x7e]{8,256}$/.test(apiKey)) throw new UsageError('--api-key must be 8 to 256 printable ASCII characters without spaces');
+  const trace = values.trace;
+  if (trace !== undefined && trace !== 'console') throw new UsageError(`--trace must be console, got ${quote(trace)}`);
+  const runTimeoutSeconds = seconds('--run-timeout', values['run-timeout']);
+  if (runTimeoutSeconds === 0) throw new UsageError("--run-timeout must be above 0, got '0'");
+  return {
+    kind: 'serve',
+    options: {
+      host,
+      port: whole('--port', values.port, 7860, 0, 65_535),
+      concurrency: whole('--concurrency', values.concurrency, 1, 1, 64),
+      queueSize: whole('--queue-size', values['queue-size'], 100, 0, 100_000),
+      runTimeoutSeconds,
+      outDir: values.out === undefined || values.out === '' ? (values.out === '' ? badOut() : DEFAULTS.outDir) : values.out,
+      apiKey,
+      allowUnauthenticated: values['allow-unauthenticated'] === true,
+      graceSeconds: seconds('--grace', values.grace) ?? 10,
+      previewEvery: whole('--preview-every', values['preview-every'], 5, 0, 150),
+      maxSseClients: whole('--max-sse-clients', values['max-sse-clients'], 100, 0, 100_000),
+      trace,
+      redis: values.redis === undefined ? undefined : checkRedisUrl(values.redis),
+    },
+  };
+}
+
+function badOut(): never {
+  throw new UsageError("--out must be a folder, got ''");
+}
+
+function parseStrict<O extends typeof OPTIONS | typeof SERVE_OPTIONS | typeof WORKER_OPTIONS>(argv: readonly string[], options: O): ReturnType<typeof parseArgs<{ options: O; allowPositionals: true }>> {
   try {
-    return parseArgs({ args: [...argv], options: OPTIONS, allowPositionals: true, strict: true });
+    return parseArgs({ args: [...argv], options, allowPositionals: true, strict: true });
   } catch (error) {
     // node:util's messages run to several sentences; keep the part that names the argument.
     // Read by shape, not `instanceof`: the error may come from another realm (a test sandbox).
@@ -150,7 +260,7 @@ function parseStrict(argv: readonly string[]): ReturnType<typeof parseArgs<{ opt
   }
 }
 
-function parseInteger(flag: string, raw: string, bound: IntegerBound): number {
+function parseInteger(flag: string, raw: string, bound: (typeof BOUNDS)[keyof typeof BOUNDS] | typeof WORKER_CONCURRENCY): number {
   const value = /^[+-]?\d+$/.test(raw.trim()) ? Number(raw) : Number.NaN;
   if (!isWithin(value, bound)) throw new UsageError(`${flag} must be ${describeBound(bound)}, got ${quote(raw)}`);
   return value;

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { context } from '@opentelemetry/api';
@@ -6,11 +6,15 @@ import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-ho
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { ProcessingRequest } from 'processing-runner';
 
-import { parseCommand, USAGE, UsageError, type Command } from './args.js';
+import { parseCommand, USAGE, UsageError, type Command, type ServeCommandOptions } from './args.js';
+import { DEFAULT_WEB_ROOT } from '../server/app.js';
+import { startServer, UnsafeBindError, type RunningServer } from '../server/server.js';
+import { startServiceTracing } from '../server/tracing.js';
 import { attachMetrics, attachProgress, attachTracing } from '../instrument.js';
 import { createProgressDisplay, describeStop, formatSpanTree, formatSummary } from './output.js';
 import type { GenerationInput } from '../generator/params.js';
 import { DemoImageRunner } from '../generator/pipeline.js';
+import { BullmqRunQueue } from '../server/queue/bullmq.js';
 import { runWorker } from '../worker/worker.js';
 
 /** The process exit codes, as `timeout(1)` and shells use them. */
@@ -38,12 +42,60 @@ export async function main(argv: readonly string[]): Promise<number> {
       return EXIT.ok;
     case 'generate':
       return generate(command);
+    case 'serve':
+      return serve(command.options);
     case 'worker':
       return runWorker(command, {
         log: (line) => process.stderr.write(`${line}\n`),
         signals: process,
       });
   }
+}
+
+/**
+ * Runs the service until SIGTERM or SIGINT, then shuts it down gracefully and resolves to 0
+ * (a second signal exits at once with 130).
+ */
+async function serve(options: ServeCommandOptions): Promise<number> {
+  let server: RunningServer;
+  const tracing = options.trace === undefined ? undefined : startServiceTracing();
+  // With --redis, runs go to `processing-runner worker`s through Redis instead of running here.
+  const runTimeoutMs = options.runTimeoutSeconds === undefined ? undefined : Math.round(options.runTimeoutSeconds * 1000);
+  const queue = options.redis === undefined ? undefined : new BullmqRunQueue({ connection: options.redis, capacity: options.queueSize, runTimeoutMs });
+  try {
+    server = await startServer({ ...options, queue, tracer: tracing?.tracer, logger: false });
+  } catch (error) {
+    await queue?.close({ graceMs: 0, reason: new DOMException('The service did not start', 'AbortError') });
+    await tracing?.shutdown();
+    if (error instanceof UnsafeBindError) {
+      process.stderr.write(`processing-runner: ${error.message}\n`);
+      return EXIT.usage;
+    }
+    process.stderr.write(`processing-runner: could not start the service: ${error instanceof Error ? error.message : String(error)}\n`);
+    return EXIT.failed;
+  }
+  const page = existsSync(join(DEFAULT_WEB_ROOT, 'index.html')) ? `${server.url}/` : 'not built (npm run build:web)';
+  process.stdout.write(
+    `processing-runner serve: listening on ${server.url}\n  API      ${server.url}/v1/runs  (OpenAPI: ${server.url}/openapi.json)\n  webui    ${server.url}/sdapi/v1/\n  page     ${page}\n` +
+      `  ${String(options.concurrency)} at a time, up to ${String(options.queueSize)} waiting; images in ${options.outDir}${options.apiKey === undefined ? '' : '; API key required'}\n`,
+  );
+  await new Promise<void>((resolve) => {
+    let signals = 0;
+    const onSignal = (signal: NodeJS.Signals): void => {
+      if (++signals > 1) process.exit(EXIT.interrupted);
+      process.stdout.write(`${signal}: shutting down (running runs get ${String(options.graceSeconds)}s to finish)\n`);
+      void server.close().then(async () => {
+        process.off('SIGTERM', onSignal);
+        process.off('SIGINT', onSignal);
+        await tracing?.shutdown();
+        process.stdout.write('stopped\n');
+        resolve();
+      });
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+  });
+  return EXIT.ok;
 }
 
 async function generate(command: Extract<Command, { kind: 'generate' }>): Promise<number> {

@@ -50,7 +50,7 @@ export const DEFAULTS = {
 } as const;
 
 /** The longest prompt accepted, in characters. */
-export const MAX_PROMPT_LENGTH = 1000;
+export const MAX_PROMPT_LENGTH = 10_000;
 
 /** What the generator calls itself in the infotext's `Model` field. */
 export const MODEL_NAME = 'processing-runner-demo';

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { ProcessingRunner, type ProcessingRequestLike, type ProcessingState, type RunContext } from 'processing-runner';
 
 import { formatInfotext, normaliseGeneration, type GenerationInput, type GenerationParams } from './params.js';
-import { encodePng, sha256 } from './png.js';
+import { encodePng, previewDataUri, sha256 } from './png.js';
 import { renderDemoImage } from './render.js';
 
 /**
@@ -23,6 +23,23 @@ export interface GeneratedImage {
   readonly sha256: string;
 }
 
+/** Options of `DemoImageRunner`. */
+export interface DemoImageRunnerOptions {
+  /**
+   * Report a small PNG preview (a `data:image/png;base64,…` URI in the progress update's
+   * `info.preview`) every this many steps and at the last one; 0 for none. Never changes the image.
+   *
+   * @default 0
+   */
+  readonly previewEvery?: number | undefined;
+}
+
+/** What a progress update's `info` holds on the steps that carry a preview. */
+export interface PreviewInfo {
+  /** A small PNG of the current sample, as a `data:` URI. */
+  readonly preview: string;
+}
+
 /**
  * The demo pipeline: prepare checks the request and fills in defaults, execute runs the demo
  * generator and encodes the PNG, finalize writes it atomically (a temporary file, then a
@@ -33,6 +50,16 @@ export class DemoImageRunner extends ProcessingRunner<GenerationInput, Generated
   readonly #params = new WeakMap<ProcessingState<GenerationInput>, GenerationParams>();
   /** The encoded PNG between execute and finalize, kept out of the result so it stays small. */
   readonly #encoded = new WeakMap<ProcessingState<GenerationInput>, Uint8Array>();
+  readonly #previewEvery: number;
+
+  constructor(options: DemoImageRunnerOptions = {}) {
+    super();
+    const { previewEvery = 0 } = options;
+    if (!Number.isSafeInteger(previewEvery) || previewEvery < 0) {
+      throw new TypeError(`Expected \`previewEvery\` to be a whole number from 0 up, got \`${String(previewEvery)}\``);
+    }
+    this.#previewEvery = previewEvery;
+  }
 
   override prepare(request: ProcessingRequestLike<GenerationInput>, runId: number): ProcessingState<GenerationInput> {
     const params = normaliseGeneration(request.processing);
@@ -43,7 +70,7 @@ export class DemoImageRunner extends ProcessingRunner<GenerationInput, Generated
 
   override async execute(state: ProcessingState<GenerationInput>, context: RunContext): Promise<GeneratedImage> {
     const params = this.#paramsOf(state);
-    const image = await renderDemoImage(params, context);
+    const image = await renderDemoImage(params, context, { previewEvery: this.#previewEvery, encodePreview: previewDataUri });
     const parameters = formatInfotext(params);
     const png = encodePng(image, parameters);
     this.#encoded.set(state, png);

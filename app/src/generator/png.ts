@@ -21,3 +21,9 @@ export function readParameters(png: Uint8Array): string | undefined {
 export function sha256(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex');
 }
+
+/** A small PNG (no text chunk) as a `data:` URI, for live previews. */
+export function previewDataUri(image: RgbImage): string {
+  const png = encode({ ...image, channels: 3, depth: 8 });
+  return `data:image/png;base64,${Buffer.from(png).toString('base64')}`;
+}

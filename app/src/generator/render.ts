@@ -9,6 +9,22 @@ export interface RgbImage {
   readonly data: Uint8Array;
 }
 
+/** Options of `renderDemoImage()` that change what it reports, never the image it returns. */
+export interface RenderOptions {
+  /**
+   * Report a small preview of the current sample every this many steps (and at the last one),
+   * as the progress update's `info`; 0 for none.
+   *
+   * @default 0
+   */
+  readonly previewEvery?: number | undefined;
+  /** Turns a preview image into what `info` carries (the pipeline makes a PNG data URI). */
+  readonly encodePreview?: ((image: RgbImage) => unknown) | undefined;
+}
+
+/** The longest side of a preview, in pixels: enough to see the picture settle, small to send. */
+export const PREVIEW_MAX_SIDE = 64;
+
 /**
  * The demo generator: a DDIM-style sampling loop on real pixels, with a procedural scene in
  * place of a model. It starts from seeded Gaussian noise and, at each of `steps` steps,
@@ -23,8 +39,9 @@ export interface RgbImage {
  *
  * @throws The signal's reason when `context.signal` aborts (checked before every step).
  */
-export async function renderDemoImage(params: GenerationParams, context: RunContext): Promise<RgbImage> {
+export async function renderDemoImage(params: GenerationParams, context: RunContext, options: RenderOptions = {}): Promise<RgbImage> {
   const { width, height, steps } = params;
+  const { previewEvery = 0, encodePreview } = options;
   const { signal, reportProgress } = context;
   const size = width * height;
   const scene = paintScene(params);
@@ -64,11 +81,41 @@ export async function renderDemoImage(params: GenerationParams, context: RunCont
       const noise = rootOneMinus === 0 ? 0 : (x - rootAlpha * clean) / rootOneMinus;
       sample[index] = rootNextAlpha * clean + rootNextOneMinus * noise;
     }
-    reportProgress({ step, total: steps });
+    if (previewEvery > 0 && encodePreview !== undefined && (step % previewEvery === 0 || step === steps)) {
+      reportProgress({ step, total: steps, info: { preview: encodePreview(downscale(sample, width, height)) } });
+    } else {
+      reportProgress({ step, total: steps });
+    }
     await new Promise<void>((resolve) => setImmediate(resolve));
   }
   signal.throwIfAborted();
   return { width, height, data: toRgb(sample, size) };
+}
+
+/**
+ * The current sample, shrunk so its longer side is at most `PREVIEW_MAX_SIDE` (each preview
+ * pixel the mean of the block it covers). Reads `sample` only.
+ */
+export function downscale(sample: Float32Array, width: number, height: number): RgbImage {
+  const factor = Math.max(1, Math.ceil(Math.max(width, height) / PREVIEW_MAX_SIDE));
+  const small = { width: Math.max(1, Math.floor(width / factor)), height: Math.max(1, Math.floor(height / factor)) };
+  const size = width * height;
+  const smallSize = small.width * small.height;
+  const planes = new Float32Array(3 * smallSize);
+  const scale = 1 / (factor * factor);
+  for (let channel = 0; channel < 3; channel++) {
+    for (let row = 0; row < small.height; row++) {
+      for (let column = 0; column < small.width; column++) {
+        let sum = 0;
+        for (let dy = 0; dy < factor; dy++) {
+          const start = channel * size + (row * factor + dy) * width + column * factor;
+          for (let dx = 0; dx < factor; dx++) sum += sample[start + dx] ?? 0;
+        }
+        planes[channel * smallSize + row * small.width + column] = sum * scale;
+      }
+    }
+  }
+  return { ...small, data: toRgb(planes, smallSize) };
 }
 
 /** Signal share at noise level `t` (1 = pure noise, 0 = clean): (1 - t)³. */

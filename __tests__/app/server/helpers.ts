@@ -1,0 +1,73 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import type { FastifyInstance } from 'fastify';
+
+import { buildApp, type AppOptions } from '../../../app/src/server/app';
+import type { RunEvent } from '../../../app/src/server/runs/run-service';
+
+/** A built (not listening) app over a fresh output folder, and what removes both. */
+export async function makeApp(options: Partial<AppOptions> = {}): Promise<{ app: FastifyInstance; outDir: string; dispose: () => Promise<void> }> {
+  const outDir = await mkdtemp(join(tmpdir(), 'serve-test-'));
+  const app = await buildApp({ outDir, webRoot: join(outDir, 'no-web'), previewEvery: 0, progressThrottleMs: 0, ...options });
+  return {
+    app,
+    outDir,
+    dispose: async () => {
+      await app.close();
+      await rm(outDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** One parsed SSE event. */
+export interface SseEvent {
+  readonly id: string | undefined;
+  readonly event: string;
+  readonly data: Record<string, unknown>;
+}
+
+/** Parses a whole `text/event-stream` body (comments skipped). */
+export function parseSse(body: string): SseEvent[] {
+  const events: SseEvent[] = [];
+  for (const block of body.split(/\n\n/)) {
+    let id: string | undefined;
+    let event = 'message';
+    const data: string[] = [];
+    for (const line of block.split('\n')) {
+      if (line.startsWith('id:')) id = line.slice(3).trim();
+      else if (line.startsWith('event:')) event = line.slice(6).trim();
+      else if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
+    }
+    if (data.length > 0) events.push({ id, event, data: JSON.parse(data.join('\n')) as Record<string, unknown> });
+  }
+  return events;
+}
+
+/** Small, fast parameters whose PNG the CLI tests pin (see fixtures.ts). */
+export const SMALL = { prompt: 'a lighthouse on a cliff at dusk, oil painting', seed: 1234, steps: 6, width: 64, height: 64 } as const;
+
+/** PNGs the CLI made (`processing-runner generate … --json`) for the same prompt and these settings. */
+export const CLI_GOLDENS = [
+  { seed: 1234, steps: 6, width: 64, height: 64, sha256: 'e98503bafdd1520aed1a1d99eb8357754fa354108306e26084d0825fac45b11c' },
+  { seed: 1, steps: 2, width: 64, height: 64, sha256: '0a7952cc0470f69ad0a28d2af3172885d1f285bffec6f8bf7663c00da1ff1779' },
+  { seed: 2, steps: 3, width: 64, height: 64, sha256: '2a1c5502a6a8e771054b287206b5687628d27dc89954c2055c5cce176a06c63b' },
+  { seed: 3, steps: 2, width: 96, height: 64, sha256: 'd2e4b9595a155b4827baeda6c1f101dd2f5f18e0fb4b6c497c8d5ada62291892' },
+  { seed: 4, steps: 4, width: 64, height: 96, sha256: '027caf9ec8d27b983da6b9e937627c8f7d6efee40f1886ff62a5d0da3e347c14' },
+] as const;
+
+/** Resolves with the first event of the run that `predicate` accepts (already logged, or to come). */
+export function waitForEvent(app: FastifyInstance, id: string, predicate: (event: RunEvent) => boolean): Promise<RunEvent> {
+  const record = app.runs.get(id);
+  if (record === undefined) return Promise.reject(new Error(`no run ${id}`));
+  const seen = record.events.find(predicate);
+  if (seen !== undefined) return Promise.resolve(seen);
+  return new Promise((resolve) => {
+    const unsubscribe = app.runs.subscribe(record, (event) => {
+      if (!predicate(event)) return;
+      unsubscribe();
+      resolve(event);
+    });
+  });
+}

@@ -1,0 +1,72 @@
+import { parseCommand, UsageError } from '../../../app/src/cli/args';
+import { isLoopback, startServer, UnsafeBindError } from '../../../app/src/server/server';
+
+describe('parseCommand() - serve', () => {
+  test('defaults: loopback, port 7860, one at a time, 100 waiting, previews every 5 steps', () => {
+    expect(parseCommand(['serve'], {})).toEqual({
+      kind: 'serve',
+      options: {
+        host: '127.0.0.1',
+        port: 7860,
+        concurrency: 1,
+        queueSize: 100,
+        runTimeoutSeconds: undefined,
+        outDir: 'out',
+        apiKey: undefined,
+        allowUnauthenticated: false,
+        graceSeconds: 10,
+        previewEvery: 5,
+        maxSseClients: 100,
+        trace: undefined,
+      },
+    });
+  });
+
+  test('every option, and the key from PROCESSING_RUNNER_API_KEY', () => {
+    const argv = ['serve', '--host', '0.0.0.0', '--port', '0', '--concurrency', '2', '--queue-size', '5', '--run-timeout', '30', '-o', 'images', '--allow-unauthenticated', '--grace', '2.5', '--preview-every', '0', '--max-sse-clients', '3', '--trace', 'console'];
+    expect(parseCommand(argv, { PROCESSING_RUNNER_API_KEY: 'from-the-env' })).toEqual({
+      kind: 'serve',
+      options: { host: '0.0.0.0', port: 0, concurrency: 2, queueSize: 5, runTimeoutSeconds: 30, outDir: 'images', apiKey: 'from-the-env', allowUnauthenticated: true, graceSeconds: 2.5, previewEvery: 0, maxSseClients: 3, trace: 'console' },
+    });
+    expect(parseCommand(['serve', '--api-key', 'on-the-line'], { PROCESSING_RUNNER_API_KEY: 'from-the-env' })).toMatchObject({ options: { apiKey: 'on-the-line' } });
+  });
+
+  test.each([
+    [['serve', '--port', '70000'], "--port must be an integer from 0 to 65535, got '70000'"],
+    [['serve', '--concurrency', '0'], "--concurrency must be an integer from 1 to 64, got '0'"],
+    [['serve', '--queue-size=-1'], "--queue-size must be an integer from 0 to 100000, got '-1'"],
+    [['serve', '--run-timeout', '0'], "--run-timeout must be above 0, got '0'"],
+    [['serve', '--grace', 'soon'], "--grace must be a number of seconds from 0 to 2147483, got 'soon'"],
+    [['serve', '--trace', 'jaeger'], "--trace must be console, got 'jaeger'"],
+    [['serve', '--api-key', 'short'], '--api-key must be 8 to 256 printable ASCII characters without spaces'],
+    [['serve', '--out', ''], "--out must be a folder, got ''"],
+    [['serve', '--prompt', 'x'], 'unknown option --prompt'],
+    [['serve', 'now'], "unexpected argument 'now'"],
+  ])('%j - UsageError', (argv, message) => {
+    expect(() => parseCommand(argv, {})).toThrow(new UsageError(message));
+  });
+
+  test('--help', () => {
+    expect(parseCommand(['serve', '--help'], {})).toEqual({ kind: 'help' });
+  });
+});
+
+describe('startServer()', () => {
+  test.each([
+    ['127.0.0.1', true],
+    ['127.1.2.3', true],
+    ['localhost', true],
+    ['::1', true],
+    ['[::1]', true],
+    ['0.0.0.0', false],
+    ['::', false],
+    ['192.168.1.10', false],
+  ])('isLoopback(%s) is %s', (host, loopback) => {
+    expect(isLoopback(host)).toBe(loopback);
+  });
+
+  test('refuses a non-loopback address without an API key, before listening', async () => {
+    await expect(startServer({ outDir: 'unused', host: '0.0.0.0', port: 0 })).rejects.toThrow(UnsafeBindError);
+    await expect(startServer({ outDir: 'unused', host: '0.0.0.0', port: 0 })).rejects.toThrow('Refusing to listen on 0.0.0.0 without --api-key');
+  });
+});

@@ -1,0 +1,35 @@
+import type { Tracer } from '@opentelemetry/api';
+
+import type { RunQueue } from './queue/run-queue.js';
+
+/** How `buildApp()` sets the service up. Every field but `outDir` has a default. */
+export interface AppOptions {
+  /** The folder images are written to, one sub-folder per run. */
+  readonly outDir: string;
+  /** Runs at a time (embedded queue). @default 1 */
+  readonly concurrency?: number | undefined;
+  /** Runs that may wait; one more gets `429`. @default 100 */
+  readonly queueSize?: number | undefined;
+  /** Cancel a run after this many seconds; none when absent. */
+  readonly runTimeoutSeconds?: number | undefined;
+  /** When set, every route but `/healthz` and the page's files needs `Authorization: Bearer KEY`. */
+  readonly apiKey?: string | undefined;
+  /** A live preview every this many steps; 0 for none. @default 5 */
+  readonly previewEvery?: number | undefined;
+  /** SSE clients at once; one more gets `503`. @default 100 */
+  readonly maxSseClients?: number | undefined;
+  /** A heartbeat comment on idle SSE streams every this many ms. @default 15000 */
+  readonly sseHeartbeatMs?: number | undefined;
+  /** The least time between two `progress` events sent to one SSE client, in ms. @default 100 */
+  readonly progressThrottleMs?: number | undefined;
+  /** Finished runs kept in memory. @default 200 */
+  readonly keepFinished?: number | undefined;
+  /** The built web page (`index.html`, `app.js`, `app.css`); `/` answers 404 when it is missing. @default app/dist/web */
+  readonly webRoot?: string | undefined;
+  /** Where runs go; an embedded in-process queue over a new `DemoImageRunner` when absent. */
+  readonly queue?: RunQueue | undefined;
+  /** Traces runs (and the HTTP requests that submit them) with this tracer. */
+  readonly tracer?: Tracer | undefined;
+  /** Fastify's logger. @default false */
+  readonly logger?: boolean | undefined;
+}

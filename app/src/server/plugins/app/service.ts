@@ -1,0 +1,90 @@
+import { resolve } from 'node:path';
+
+import type { FastifyInstance } from 'fastify';
+import fp from 'fastify-plugin';
+import { attachTracing } from 'processing-runner/tracing';
+
+import { DemoImageRunner } from '../../../generator/pipeline.js';
+import { EmbeddedRunQueue } from '../../queue/embedded.js';
+import type { AppOptions } from '../../options.js';
+import { RunService } from '../../runs/run-service.js';
+
+/** The service's settings after defaults, as routes read them. */
+export interface ServiceSettings {
+  readonly outDir: string;
+  readonly apiKey: string | undefined;
+  readonly maxSseClients: number;
+  readonly progressThrottleMs: number;
+  readonly previewEvery: number;
+}
+
+/** What changes while the service runs. */
+export interface ServiceState {
+  /** Set when shutdown begins: new requests get `503`. */
+  draining: boolean;
+  /** SSE streams open now. */
+  sseClients: number;
+  /** Closes every open SSE stream (shutdown calls it after the runs have ended). */
+  readonly closeStreams: Set<() => void>;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    runs: RunService;
+    settings: ServiceSettings;
+    serviceState: ServiceState;
+  }
+}
+
+/**
+ * The app's own services: the run queue (embedded unless one is given), the run service over
+ * it, the settings and the shared state. Decorates the instance with `runs`, `settings` and
+ * `serviceState`.
+ */
+export default fp(
+  function service(app: FastifyInstance, options: AppOptions, done: () => void): void {
+    const previewEvery = options.previewEvery ?? 5;
+    const queue =
+      options.queue ??
+      new EmbeddedRunQueue(new DemoImageRunner({ previewEvery }), {
+        concurrency: options.concurrency ?? 1,
+        capacity: options.queueSize ?? 100,
+        runTimeoutMs: options.runTimeoutSeconds === undefined ? undefined : Math.round(options.runTimeoutSeconds * 1000),
+      });
+    const outDir = resolve(options.outDir);
+    const runs = new RunService(queue, { outDir, keepFinished: options.keepFinished });
+    app.decorate('runs', runs);
+    app.decorate('settings', {
+      outDir,
+      apiKey: options.apiKey,
+      maxSseClients: options.maxSseClients ?? 100,
+      progressThrottleMs: options.progressThrottleMs ?? 100,
+      previewEvery,
+    });
+    app.decorate('serviceState', { draining: false, sseClients: 0, closeStreams: new Set<() => void>() });
+    // Each run's span is a child of the submitting request's `traceparent` (see the queue).
+    const detachTracing =
+      options.tracer === undefined
+        ? undefined
+        : attachTracing(queue.runner, {
+            tracer: options.tracer,
+            requestAttributes: (request) => {
+              const { prompt, seed, steps, width, height } = request.processing;
+              return {
+                'run.id': (request as { id?: string }).id ?? '',
+                'generation.prompt_length': prompt.length,
+                'generation.seed': seed ?? -1,
+                'generation.steps': steps ?? 0,
+                'generation.size': `${String(width)}x${String(height)}`,
+              };
+            },
+          });
+    app.addHook('onClose', async () => {
+      detachTracing?.();
+      runs.dispose();
+      await Promise.resolve();
+    });
+    done();
+  },
+  { name: 'service' },
+);

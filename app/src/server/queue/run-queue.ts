@@ -1,0 +1,91 @@
+/**
+ * "Where runs go": the one seam between the service and what executes its runs. The service
+ * talks to this interface only; the embedded, in-process queue implements it now and a
+ * BullMQ-backed queue can implement it later. Nothing here knows about HTTP or Fastify.
+ */
+import type { ProcessingRequestLike, ProcessingRunner } from 'processing-runner';
+
+import type { GenerationInput } from '../../generator/params.js';
+import type { GeneratedImage } from '../../generator/pipeline.js';
+
+/**
+ * One run as the service hands it to a queue: the runner's request plus the service's id for
+ * it. Plain data, so that a queue can send it to another process. The runner's listeners
+ * receive this object (`start`'s request, `state.request`, `failure.request`), which is how the
+ * service tells its runs apart; an implementation must hand listeners an object with the same
+ * `id` (the same object, for the embedded queue).
+ */
+export interface RunJob extends ProcessingRequestLike<GenerationInput> {
+  /** The service's id of the run (a UUID), never chosen by a client. */
+  readonly id: string;
+  /**
+   * The W3C trace context (`traceparent`, `tracestate`) of the HTTP request that submitted the
+   * run, so the run's span becomes its child wherever the run executes.
+   */
+  readonly traceContext?: Readonly<Record<string, string>> | undefined;
+}
+
+/** What `RunQueue.submit()` gives back. */
+export interface SubmittedRun {
+  /** How many runs wait ahead of it: 0 means it starts next (or has started). */
+  readonly position: number;
+  /**
+   * Settles when the run is over: the image when it succeeded, otherwise the runner's error or
+   * the cancellation's reason. A run cancelled while waiting rejects without ever starting.
+   */
+  readonly done: Promise<GeneratedImage>;
+}
+
+/** How a `RunQueue.cancel()` went. */
+export type CancelOutcome = 'dequeued' | 'aborted' | 'unknown';
+
+/**
+ * Where runs go. Implementations run at most their concurrency of runs at a time, oldest
+ * first, and keep at most their capacity of runs waiting.
+ */
+export interface RunQueue {
+  /**
+   * The runner whose events describe every run of this queue. The service and the library's
+   * modules (progress, metrics, tracing) attach to it as they would to a local runner.
+   */
+  readonly runner: ProcessingRunner<GenerationInput, GeneratedImage>;
+  /** Runs waiting to start. */
+  readonly waiting: number;
+  /** Runs started and not yet over. */
+  readonly running: number;
+  /**
+   * Queues a run.
+   *
+   * @throws QueueFullError when `waiting` is at capacity; nothing is queued then.
+   * @throws QueueClosedError after `close()`.
+   */
+  submit(job: RunJob): SubmittedRun;
+  /** How many runs wait ahead of this one; `undefined` unless it is waiting. */
+  position(id: string): number | undefined;
+  /**
+   * Cancels a run with `reason`: a waiting run leaves the queue (its `done` rejects with
+   * `reason`), a running one is aborted through its `AbortSignal`.
+   */
+  cancel(id: string, reason: unknown): CancelOutcome;
+  /**
+   * Stops taking runs: the waiting ones are cancelled with `reason` at once, the running ones
+   * get `graceMs` to finish and are then cancelled with `reason`. Resolves when none is left.
+   */
+  close(options: { readonly graceMs: number; readonly reason: unknown }): Promise<void>;
+}
+
+/** `submit()` on a queue whose waiting list is full. The service answers `429`. */
+export class QueueFullError extends Error {
+  override readonly name = 'QueueFullError';
+  constructor(readonly capacity: number) {
+    super(`The queue is full (${String(capacity)} runs waiting); try again later`);
+  }
+}
+
+/** `submit()` on a queue that is closing. The service answers `503`. */
+export class QueueClosedError extends Error {
+  override readonly name = 'QueueClosedError';
+  constructor() {
+    super('The queue is shutting down and takes no new runs');
+  }
+}
