@@ -1,8 +1,8 @@
-// `npm run demo:cluster`: three `processing-runner worker` processes on Redis and a producer
-// (this script, a RemoteRunner) that submits a batch of demo generations and shows each run's
-// progress as the workers report it. Redis: REDIS_URL, else 127.0.0.1:6379 when it answers,
-// else a redis-server started here (unix socket, no persistence) and stopped at the end.
-// The Redis-backed service (`serve --redis`) is not part of this demo yet.
+// `npm run demo:cluster`: the service with `serve --redis` and three `processing-runner worker`
+// processes, all separate processes on this machine, then a batch of generations submitted to
+// the service's HTTP API, with each run's progress as the service reports it. Redis:
+// REDIS_URL, else 127.0.0.1:6379 when it answers, else a redis-server started here (unix
+// socket, no persistence) and stopped at the end.
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
@@ -10,8 +10,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 
-import { attachProgress, ProcessingRequest } from 'processing-runner';
-import { RemoteRunner } from 'processing-runner/bullmq';
 
 const root = join(import.meta.dirname, '..', '..');
 const cli = join(root, 'app', 'dist', 'main.js');
@@ -51,38 +49,52 @@ async function redis() {
   };
 }
 
-function startWorker(url, queue, index) {
-  const child = spawn(process.execPath, [cli, 'worker', '--redis', url, '--queue', queue], { stdio: ['ignore', 'inherit', 'pipe'] });
-  const lines = createInterface({ input: child.stderr });
+/** Starts `processing-runner <args>` and resolves with the first stderr/stdout line matching `ready`. */
+function startProcess(name, args, ready) {
+  const child = spawn(process.execPath, [cli, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   const exited = new Promise((resolve) => child.once('exit', resolve));
-  const ready = new Promise((resolve, reject) => {
-    lines.on('line', (line) => {
-      process.stderr.write(`  [worker ${String(index + 1)}] ${line}\n`);
-      if (line.includes('taking jobs')) resolve();
-    });
-    void exited.then((code) => reject(new Error(`worker ${String(index + 1)} exited with ${String(code)}`)));
+  const started = new Promise((resolve, reject) => {
+    for (const stream of [child.stdout, child.stderr]) {
+      createInterface({ input: stream }).on('line', (line) => {
+        process.stderr.write(`  [${name}] ${line}\n`);
+        const match = ready.exec(line);
+        if (match !== null) resolve(match);
+      });
+    }
+    void exited.then((code) => reject(new Error(`${name} exited with ${String(code)}`)));
   });
-  return { ready, stop: () => (child.kill('SIGTERM'), exited) };
+  return { started, stop: () => (child.kill('SIGTERM'), exited) };
 }
 
 const server = await redis();
-const queue = `demo-${String(process.pid)}`;
-const workers = Array.from({ length: WORKERS }, (_, index) => startWorker(server.url, queue, index));
+const queue = 'images';
+const workers = Array.from({ length: WORKERS }, (_, index) => startProcess(`worker ${String(index + 1)}`, ['worker', '--redis', server.url, '--queue', queue], /taking jobs/));
+const service = startProcess('service', ['serve', '--redis', server.url, '--port', '0', '--out', join(root, 'out', 'cluster')], /listening on (http:\/\/\S+)/);
 try {
-  await Promise.all(workers.map((worker) => worker.ready));
-  const remote = new RemoteRunner({ queueName: queue, connection: server.url });
-  const outDir = join(root, 'out', 'cluster');
-  attachProgress(remote, {
-    throttleMs: 250,
-    onUpdate: (run) => process.stderr.write(`run ${String(run.runId)}: ${run.phase} ${String(Math.round(run.fraction * 100))}%\n`),
-  });
-  console.log(`Submitting ${String(PROMPTS.length)} generations to ${String(WORKERS)} workers on ${server.url} (queue ${queue})`);
+  await Promise.all(workers.map((worker) => worker.started));
+  const [, base] = await service.started;
+  console.log(`Submitting ${String(PROMPTS.length)} generations to ${base} (runs go to ${String(WORKERS)} workers through ${server.url})`);
   const started = Date.now();
-  const images = await Promise.all(PROMPTS.map((prompt) => remote.run(new ProcessingRequest({ prompt, steps: 20, width: 256, height: 256, outDir }))));
-  for (const image of images) console.log(`  ${image.path}`);
-  console.log(`${String(images.length)} images in ${((Date.now() - started) / 1000).toFixed(1)} s`);
-  await remote.close();
+  const ids = [];
+  for (const prompt of PROMPTS) {
+    const response = await fetch(`${base}/v1/runs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt, steps: 20, width: 256, height: 256 }) });
+    if (response.status !== 202) throw new Error(`POST /v1/runs answered ${String(response.status)}: ${await response.text()}`);
+    ids.push((await response.json()).id);
+  }
+  const last = new Map();
+  for (;;) {
+    const runs = await Promise.all(ids.map(async (id) => (await fetch(`${base}/v1/runs/${id}`)).json()));
+    for (const run of runs) {
+      const line = `${run.status} ${String(Math.round((run.progress?.fraction ?? 0) * 100))}%`;
+      if (last.get(run.id) !== line) console.log(`run ${run.id.slice(0, 8)}: ${line}`);
+      last.set(run.id, line);
+    }
+    if (runs.every((run) => ['succeeded', 'failed', 'cancelled'].includes(run.status))) break;
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+  console.log(`${String(ids.length)} runs in ${((Date.now() - started) / 1000).toFixed(1)} s; images in out/cluster/`);
 } finally {
+  await service.stop();
   await Promise.all(workers.map((worker) => worker.stop()));
   server.stop();
 }

@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 
-import { BOUNDS, DEFAULTS, describeBound, isWithin, MAX_PROMPT_LENGTH, normaliseGeneration, type GenerationParams, type IntegerBound } from '../generator/params.js';
+import { BOUNDS, DEFAULTS, describeBound, isWithin, MAX_PROMPT_LENGTH, normaliseGeneration, type GenerationParams } from '../generator/params.js';
 import { DEFAULT_QUEUE } from '../worker/worker.js';
 
 /** What the command line asked for. */
@@ -14,8 +14,8 @@ export type Command =
       readonly json: boolean;
       readonly trace: boolean;
     }
-  | { readonly kind: 'worker'; readonly redis: string; readonly concurrency: number; readonly queueName: string }
-  | { readonly kind: 'serve'; readonly options: ServeCommandOptions };
+  | { readonly kind: 'serve'; readonly options: ServeCommandOptions }
+  | { readonly kind: 'worker'; readonly redis: string; readonly concurrency: number; readonly queueName: string };
 
 /** What `processing-runner serve` was asked for (see `USAGE`). */
 export interface ServeCommandOptions {
@@ -31,15 +31,14 @@ export interface ServeCommandOptions {
   readonly previewEvery: number;
   readonly maxSseClients: number;
   readonly trace: 'console' | undefined;
+  /** Runs go to this Redis (BullMQ) for `processing-runner worker`s instead of the embedded queue. */
+  readonly redis: string | undefined;
 }
 
 /** A bad command line: the message names the argument and what it accepts. */
 export class UsageError extends Error {
   override readonly name = 'UsageError';
 }
-
-/** `--concurrency` of the worker command. */
-const CONCURRENCY: IntegerBound = { min: 1, max: 64, multipleOf: 1 };
 
 /** The largest `--timeout`: what `setTimeout` keeps, in seconds. */
 const MAX_TIMEOUT_SECONDS = 2_147_483;
@@ -48,8 +47,8 @@ export const USAGE = `processing-runner: run the demo image generator through pr
 
 Usage:
   processing-runner generate --prompt TEXT [options]
-  processing-runner worker --redis URL [--concurrency N] [--queue NAME]
   processing-runner serve [options]
+  processing-runner worker --redis URL [--concurrency N] [--queue NAME]
   processing-runner --help | --version
 
 Options for generate:
@@ -64,11 +63,6 @@ Options for generate:
   -h, --help             show this help
   -v, --version          print the versions
 
-Options for worker (runs the demo generator for RemoteRunner producers, until SIGTERM):
-      --redis URL        redis://HOST:PORT, rediss://… or unix:///PATH (required)
-      --concurrency N    runs at once, ${describeBound(CONCURRENCY)} (default 1)
-      --queue NAME       the BullMQ queue (default ${DEFAULT_QUEUE})
-
 Options for serve (an HTTP API with live progress; see docs/service.md):
       --host ADDR          the address to listen on (default 127.0.0.1)
       --port N             the port, 0 for any free one (default 7860)
@@ -82,6 +76,13 @@ Options for serve (an HTTP API with live progress; see docs/service.md):
       --preview-every N    a live preview every N steps, 0 for none (default 5)
       --max-sse-clients N  event streams open at once; one more gets 503 (default 100)
       --trace console      trace runs with OpenTelemetry, spans printed on stdout
+      --redis URL          send runs to Redis for \`processing-runner worker\`s (queue ${DEFAULT_QUEUE})
+                           instead of running them here; --concurrency is then the workers'
+
+Options for worker (runs the demo generator for a Redis-backed service, until SIGTERM):
+      --redis URL          redis://HOST:PORT, rediss://… or unix:///PATH (required)
+      --concurrency N      runs at once, 1 to 64 (default 1)
+      --queue NAME         the BullMQ queue (default ${DEFAULT_QUEUE})
 
 The generator is a deterministic demo, not a model: the same prompt, seed, steps and size
 give the same PNG, byte for byte. Ctrl-C cancels a run; no partial file is written.
@@ -99,14 +100,7 @@ const OPTIONS = {
   trace: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'v' },
-  redis: { type: 'string' },
-  concurrency: { type: 'string' },
-  queue: { type: 'string' },
 } as const;
-
-/** The options only `generate` takes, and the ones only `worker` takes. */
-const GENERATE_ONLY = ['prompt', 'seed', 'steps', 'size', 'out', 'timeout', 'json', 'trace'] as const;
-const WORKER_ONLY = ['redis', 'concurrency', 'queue'] as const;
 
 /**
  * Reads the command line (without `node` and the script).
@@ -115,16 +109,14 @@ const WORKER_ONLY = ['redis', 'concurrency', 'queue'] as const;
  */
 export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): Command {
   if (argv[0] === 'serve') return parseServe(argv.slice(1), env);
+  if (argv[0] === 'worker') return parseWorker(argv.slice(1));
   const { values, positionals } = parseStrict(argv, OPTIONS);
   if (values.help === true) return { kind: 'help' };
   if (values.version === true) return { kind: 'version' };
   const [command, ...rest] = positionals;
   if (command === undefined) throw new UsageError('missing command: expected `generate`, `serve` or `worker`');
-  if (command !== 'generate' && command !== 'worker') throw new UsageError(`unknown command '${command}': expected \`generate\`, \`serve\` or \`worker\``);
+  if (command !== 'generate') throw new UsageError(`unknown command '${command}': expected \`generate\`, \`serve\` or \`worker\``);
   if (rest.length > 0) throw new UsageError(`unexpected argument '${rest.join(' ')}'`);
-  const foreign = (command === 'worker' ? GENERATE_ONLY : WORKER_ONLY).find((name) => values[name] !== undefined);
-  if (foreign !== undefined) throw new UsageError(`--${foreign} is not an option of \`${command}\``);
-  if (command === 'worker') return parseWorker(values);
   if (values.prompt === undefined) throw new UsageError('--prompt is required');
 
   const [width, height] = values.size === undefined ? [DEFAULTS.width, DEFAULTS.height] : parseSize(values.size);
@@ -154,19 +146,6 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv = p
   };
 }
 
-function parseWorker(values: ReturnType<typeof parseStrict<typeof OPTIONS>>['values']): Command {
-  const { redis, concurrency, queue = DEFAULT_QUEUE } = values;
-  if (redis === undefined) throw new UsageError('--redis is required');
-  if (!/^(rediss?|unix):\/\/./.test(redis)) throw new UsageError(`--redis must be a redis://, rediss:// or unix:// URL, got ${quote(redis)}`);
-  if (!/^[^\s:]+$/.test(queue)) throw new UsageError(`--queue must be a name without spaces or colons, got ${quote(queue)}`);
-  return {
-    kind: 'worker',
-    redis,
-    concurrency: concurrency === undefined ? 1 : parseInteger('--concurrency', concurrency, CONCURRENCY),
-    queueName: queue,
-  };
-}
-
 const SERVE_OPTIONS = {
   host: { type: 'string' },
   port: { type: 'string' },
@@ -180,8 +159,42 @@ const SERVE_OPTIONS = {
   'preview-every': { type: 'string' },
   'max-sse-clients': { type: 'string' },
   trace: { type: 'string' },
+  redis: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
+
+const WORKER_OPTIONS = {
+  redis: { type: 'string' },
+  concurrency: { type: 'string' },
+  queue: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+/** `--concurrency` of the worker command. */
+const WORKER_CONCURRENCY = { min: 1, max: 64, multipleOf: 1 } as const;
+
+function parseWorker(argv: readonly string[]): Command {
+  const { values, positionals } = parseStrict(argv, WORKER_OPTIONS);
+  if (values.help === true) return { kind: 'help' };
+  if (positionals.length > 0) throw new UsageError(`unexpected argument '${positionals.join(' ')}'`);
+  const { redis, concurrency, queue = DEFAULT_QUEUE } = values;
+  if (redis === undefined) throw new UsageError('--redis is required');
+  return {
+    kind: 'worker',
+    redis: checkRedisUrl(redis),
+    concurrency: concurrency === undefined ? 1 : parseInteger('--concurrency', concurrency, WORKER_CONCURRENCY),
+    queueName: /^[^\s:]+$/.test(queue) ? queue : badQueue(queue),
+  };
+}
+
+function checkRedisUrl(redis: string): string {
+  if (!/^(rediss?|unix):\/\/./.test(redis)) throw new UsageError(`--redis must be a redis://, rediss:// or unix:// URL, got ${quote(redis)}`);
+  return redis;
+}
+
+function badQueue(queue: string): never {
+  throw new UsageError(`--queue must be a name without spaces or colons, got ${quote(queue)}`);
+}
 
 function parseServe(argv: readonly string[], env: NodeJS.ProcessEnv): Command {
   const { values, positionals } = parseStrict(argv, SERVE_OPTIONS);
@@ -222,6 +235,7 @@ function parseServe(argv: readonly string[], env: NodeJS.ProcessEnv): Command {
       previewEvery: whole('--preview-every', values['preview-every'], 5, 0, 150),
       maxSseClients: whole('--max-sse-clients', values['max-sse-clients'], 100, 0, 100_000),
       trace,
+      redis: values.redis === undefined ? undefined : checkRedisUrl(values.redis),
     },
   };
 }
@@ -230,7 +244,7 @@ function badOut(): never {
   throw new UsageError("--out must be a folder, got ''");
 }
 
-function parseStrict<O extends typeof OPTIONS | typeof SERVE_OPTIONS>(argv: readonly string[], options: O): ReturnType<typeof parseArgs<{ options: O; allowPositionals: true }>> {
+function parseStrict<O extends typeof OPTIONS | typeof SERVE_OPTIONS | typeof WORKER_OPTIONS>(argv: readonly string[], options: O): ReturnType<typeof parseArgs<{ options: O; allowPositionals: true }>> {
   try {
     return parseArgs({ args: [...argv], options, allowPositionals: true, strict: true });
   } catch (error) {
@@ -246,7 +260,7 @@ function parseStrict<O extends typeof OPTIONS | typeof SERVE_OPTIONS>(argv: read
   }
 }
 
-function parseInteger(flag: string, raw: string, bound: IntegerBound): number {
+function parseInteger(flag: string, raw: string, bound: (typeof BOUNDS)[keyof typeof BOUNDS] | typeof WORKER_CONCURRENCY): number {
   const value = /^[+-]?\d+$/.test(raw.trim()) ? Number(raw) : Number.NaN;
   if (!isWithin(value, bound)) throw new UsageError(`${flag} must be ${describeBound(bound)}, got ${quote(raw)}`);
   return value;

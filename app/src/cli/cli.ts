@@ -14,6 +14,7 @@ import { attachMetrics, attachProgress, attachTracing } from '../instrument.js';
 import { createProgressDisplay, describeStop, formatSpanTree, formatSummary } from './output.js';
 import type { GenerationInput } from '../generator/params.js';
 import { DemoImageRunner } from '../generator/pipeline.js';
+import { BullmqRunQueue } from '../server/queue/bullmq.js';
 import { runWorker } from '../worker/worker.js';
 
 /** The process exit codes, as `timeout(1)` and shells use them. */
@@ -41,13 +42,13 @@ export async function main(argv: readonly string[]): Promise<number> {
       return EXIT.ok;
     case 'generate':
       return generate(command);
+    case 'serve':
+      return serve(command.options);
     case 'worker':
       return runWorker(command, {
         log: (line) => process.stderr.write(`${line}\n`),
         signals: process,
       });
-    case 'serve':
-      return serve(command.options);
   }
 }
 
@@ -58,9 +59,13 @@ export async function main(argv: readonly string[]): Promise<number> {
 async function serve(options: ServeCommandOptions): Promise<number> {
   let server: RunningServer;
   const tracing = options.trace === undefined ? undefined : startServiceTracing();
+  // With --redis, runs go to `processing-runner worker`s through Redis instead of running here.
+  const runTimeoutMs = options.runTimeoutSeconds === undefined ? undefined : Math.round(options.runTimeoutSeconds * 1000);
+  const queue = options.redis === undefined ? undefined : new BullmqRunQueue({ connection: options.redis, capacity: options.queueSize, runTimeoutMs });
   try {
-    server = await startServer({ ...options, tracer: tracing?.tracer, logger: false });
+    server = await startServer({ ...options, queue, tracer: tracing?.tracer, logger: false });
   } catch (error) {
+    await queue?.close({ graceMs: 0, reason: new DOMException('The service did not start', 'AbortError') });
     await tracing?.shutdown();
     if (error instanceof UnsafeBindError) {
       process.stderr.write(`processing-runner: ${error.message}\n`);

@@ -24,7 +24,8 @@ export interface WorkerHost {
  * Resolves with the exit code.
  */
 export async function runWorker(settings: WorkerSettings, host: WorkerHost): Promise<number> {
-  const runner = new DemoImageRunner();
+  // Previews as the service's embedded queue makes them, so its live preview works in both modes.
+  const runner = new DemoImageRunner({ previewEvery: 5 });
   const { log } = host;
   runner.on('start', (request, runId) => {
     const { prompt } = request.processing;
