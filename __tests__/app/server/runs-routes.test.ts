@@ -222,6 +222,22 @@ describe('with the default options', () => {
     expect((await app.inject({ method: 'GET', url: '/v1/runs/00000000-0000-4000-8000-000000000000/image' })).statusCode).toBe(404);
   });
 
+  test('GET /v1/runs/:id/image - never reads outside --out, and says so when the file is gone', async () => {
+    const { id } = await submit(SMALL);
+    await waitForEvent(app, id, (event) => event.event === 'end');
+    const record = app.runs.get(id);
+    if (record === undefined) throw new Error('no record');
+    const path = record.imagePath;
+    record.imagePath = join(outDir, '..', 'elsewhere.png');
+    const outside = await app.inject({ method: 'GET', url: `/v1/runs/${id}/image` });
+    expect(outside.statusCode).toBe(404);
+    expect(outside.json()).toEqual({ message: 'The image is not in the output folder' });
+    record.imagePath = `${path ?? ''}.missing`;
+    const gone = await app.inject({ method: 'GET', url: `/v1/runs/${id}/image` });
+    expect(gone.statusCode).toBe(404);
+    expect(gone.json()).toEqual({ message: 'The image file is gone from the output folder' });
+  });
+
   test('GET /v1/runs/:id/events - a finished run replays every event, ids sequential, ending with end', async () => {
     const { id } = await submit(SMALL);
     await waitForEvent(app, id, (event) => event.event === 'end');

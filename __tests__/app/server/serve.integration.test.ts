@@ -210,3 +210,23 @@ test('SSE clients that disconnect mid-run leave no listener behind (listenerCoun
   expect(server.app.runs.get(id)?.status).toBe('running');
   expect(counts()).toEqual(before);
 });
+
+test('an open stream gets heartbeat comments that keep proxies from closing it (a raw fetch reader sees them)', async () => {
+  await start({ sseHeartbeatMs: 50 });
+  const id = await submit({ prompt: PROMPT, seed: 4, steps: 150, width: 64, height: 64 });
+  const controller = new AbortController();
+  const response = await fetch(`${server.url}/v1/runs/${id}/events`, { headers: { accept: 'text/event-stream' }, signal: controller.signal });
+  expect(response.headers.get('content-type')).toBe('text/event-stream');
+  const reader = response.body?.getReader();
+  let text = '';
+  const decoder = new TextDecoder();
+  while (reader !== undefined && !text.includes(': heartbeat')) {
+    const { value, done } = (await reader.read()) as { readonly value?: Uint8Array; readonly done: boolean };
+    if (done) break;
+    text += decoder.decode(value);
+  }
+  expect(text).toContain(': heartbeat\n\n');
+  controller.abort();
+  const record = server.app.runs.get(id);
+  if (record !== undefined) server.app.runs.cancel(record, new Error('test over'));
+});

@@ -58,7 +58,7 @@ export async function main(argv: readonly string[]): Promise<number> {
  */
 async function serve(options: ServeCommandOptions): Promise<number> {
   let server: RunningServer;
-  const tracing = options.trace === undefined ? undefined : startServiceTracing();
+  const tracing = options.trace === undefined ? undefined : startServiceTracing(options.trace);
   // With --redis, runs go to `processing-runner worker`s through Redis instead of running here.
   const runTimeoutMs = options.runTimeoutSeconds === undefined ? undefined : Math.round(options.runTimeoutSeconds * 1000);
   const queue = options.redis === undefined ? undefined : new BullmqRunQueue({ connection: options.redis, capacity: options.queueSize, runTimeoutMs });
