@@ -15,6 +15,8 @@ import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '
 
 import { main } from '../app/src/cli/cli';
 import { parseCommand, UsageError } from '../app/src/cli/args';
+import { MAX_PROMPT_LENGTH } from '../app/src/generator/params';
+import { makeApp } from './app/server/helpers';
 import {
   attachDiagnosticsChannel,
   attachMetrics,
@@ -306,8 +308,8 @@ const CLI: readonly CliRow[] = [
   [['generate', '--prompt', 'x', '--timeout=-1'], "--timeout must be a number of seconds above 0 and up to 2147483, got '-1'"],
   [['generate', '--prompt', 'x', '--timeout', '3000000'], "--timeout must be a number of seconds above 0 and up to 2147483, got '3000000'"],
   [['generate', '--prompt', 'x', '--timeout', '1s'], "--timeout must be a number of seconds above 0 and up to 2147483, got '1s'"],
-  [['generate', '--prompt', '☃'], "--prompt must be Latin-1 text of 1 to 1000 characters, got '☃'"],
-  [['generate', '--prompt', 'x'.repeat(1001)], `--prompt must be Latin-1 text of 1 to 1000 characters, got '${'x'.repeat(39)}…'`],
+  [['generate', '--prompt', '☃'], `--prompt must be Latin-1 text of 1 to ${String(MAX_PROMPT_LENGTH)} characters, got '☃'`],
+  [['generate', '--prompt', 'x'.repeat(MAX_PROMPT_LENGTH + 1)], `--prompt must be Latin-1 text of 1 to ${String(MAX_PROMPT_LENGTH)} characters, got '${'x'.repeat(39)}…'`],
   [['generate', '--prompt', 'x', '--json=yes'], '--json needs a value (write --json=VALUE for one that starts with a dash)'],
   [['generate', '--promt', 'x'], 'unknown option --promt'],
   [['generate', '--prompt', 'x', 'now'], "unexpected argument 'now'"],
@@ -345,19 +347,52 @@ describe('bad input: the CLI (app/src/cli)', () => {
     expect(existsSync(out)).toBe(false);
   });
 
-  test('the CLI reads no environment variables, so there is no bad environment to catalogue', () => {
-    // Should app/src start reading one, this fails until its bad values have rows above.
+  test('PROCESSING_RUNNER_API_KEY, the one variable the app reads, is checked like --api-key', () => {
+    // Should app/src start reading another variable, this fails until its bad values have rows.
     const sources = readdirSync(join(__dirname, '..', 'app', 'src'), { recursive: true, encoding: 'utf8' }).filter((file) => file.endsWith('.ts'));
     expect(sources.length).toBeGreaterThan(5);
-    const reading = sources.filter((file) => readFileSync(join(__dirname, '..', 'app', 'src', file), 'utf8').includes('process.env'));
-    expect(reading).toEqual([]);
+    const reads = sources.flatMap((file) => [...readFileSync(join(__dirname, '..', 'app', 'src', file), 'utf8').matchAll(/\benv\.([A-Z_]+)/g)].map((match) => match[1]));
+    expect([...new Set(reads)]).toEqual(['PROCESSING_RUNNER_API_KEY']);
+    const message = '--api-key must be 8 to 256 printable ASCII characters without spaces';
+    expect(() => parseCommand(['serve'], { PROCESSING_RUNNER_API_KEY: 'short' })).toThrow(new UsageError(message));
+    expect(() => parseCommand(['serve'], { PROCESSING_RUNNER_API_KEY: 'has a space' })).toThrow(new UsageError(message));
   });
 });
 
 describe('bad input: the service routes', () => {
-  // PLACE FOR THE SERVICE (issue 11, branch feat/service): when its routes land, add one row
-  // per bad request here (body, query, path parameter), each asserting the status code, the
-  // `{ message }` body ("Expected X, got Y") and that no run was queued (nextRunId() above).
-  test.todo('POST /runs with a bad body - 400 with { message }, no run queued');
-  test.todo('GET /runs/:id with a bad id - 400 with { message }');
+  // Route errors are Fastify's schema messages ("body/steps must be >= 1"), naming the field,
+  // or FastAPI's `{ detail }` shape on the stable-diffusion-webui routes (docs/service.md).
+  const RUN = '00000000-0000-4000-8000-000000000000';
+  type RouteRow = readonly [what: string, method: 'GET' | 'POST', url: string, payload: object | undefined, status: number, says: string];
+  const ROUTES: readonly RouteRow[] = [
+    ['a prompt that is an object', 'POST', '/v1/runs', { prompt: { text: 'x' } }, 400, 'body/prompt must be string'],
+    ['no prompt', 'POST', '/v1/runs', { steps: 2 }, 400, "body must have required property 'prompt'"],
+    ['steps 0', 'POST', '/v1/runs', { prompt: 'x', steps: 0 }, 400, 'body/steps must be >= 1'],
+    ['a width under 64', 'POST', '/v1/runs', { prompt: 'x', width: 56 }, 400, 'body/width must be >= 64'],
+    ['a height not a multiple of 8', 'POST', '/v1/runs', { prompt: 'x', height: 100 }, 400, 'body/height must be multiple of 8'],
+    ['a seed over 32 bits', 'POST', '/v1/runs', { prompt: 'x', seed: 2 ** 32 }, 400, 'body/seed must be <= 4294967295'],
+    ['an unknown field', 'POST', '/v1/runs', { prompt: 'x', sampler: 'Euler' }, 400, 'body must NOT have additional properties'],
+    ['a page size of 0', 'GET', '/v1/runs?limit=0', undefined, 400, 'querystring/limit must be >= 1'],
+    ['a run id that is a path', 'GET', '/v1/runs/..%2F..%2Fetc%2Fpasswd', undefined, 400, 'params/id must match pattern'],
+    ['an unknown run to cancel', 'POST', `/v1/runs/${RUN}/cancel`, undefined, 404, `No run with id ${RUN}`],
+    ['txt2img with steps over 150', 'POST', '/sdapi/v1/txt2img', { prompt: 'x', steps: 151 }, 422, 'ensure this value is less than or equal to 150'],
+  ];
+
+  let service: Awaited<ReturnType<typeof makeApp>>;
+  // Building the app loads Fastify and every route: slow on a loaded machine, so once.
+  beforeAll(async () => {
+    service = await makeApp();
+  }, 60_000);
+  afterAll(async () => {
+    await service.dispose();
+  });
+
+  test.each(ROUTES)('%s - %s %s answers its status naming the field, and queues no run', async (_what, method, url, payload, status, says) => {
+    const { app } = service;
+    const response = await app.inject(payload === undefined ? { method, url } : { method, url, payload });
+    expect(response.statusCode).toBe(status);
+    expect(response.body).toContain(says);
+    expect(app.runs.list(100).runs).toHaveLength(0);
+  });
+
 });
