@@ -252,6 +252,30 @@ describeInChromium('the web page', () => {
     }, { allow: [/ERR_INCOMPLETE_CHUNKED_ENCODING/] });
   });
 
+  it('a server restart is shown: the page keeps trying, then says the new server does not know the run, and carries on', async () => {
+    const first = await serve({ stepDelayMs: 60 });
+    await withPage(
+      'restart',
+      first.url,
+      async (page) => {
+        const card = await page.generate({ ...QUICK, steps: 150 });
+        await card.waitForStatus('running');
+        // The process "dies": it stops listening and every connection is cut mid-run.
+        first.server.app.server.close();
+        first.server.app.server.closeAllConnections();
+        await page.connection.waitFor();
+        // A new process on the same port, which knows nothing of the old one's runs.
+        await serve({ port: Number(new URL(first.url).port) });
+        await card.waitForStatus('failed');
+        expect(await card.message.textContent()).toBe('The server no longer knows this run (it was restarted).');
+        await page.connection.waitFor({ state: 'hidden' });
+        const next = await page.generate(QUICK);
+        await next.waitForStatus('succeeded');
+      },
+      { allow: [/ERR_INCOMPLETE_CHUNKED_ENCODING|ERR_CONNECTION_REFUSED/] },
+    );
+  });
+
   it('a bad value: the page checks the bounds itself, and shows the server\'s message for what only the server checks', async () => {
     const { url } = await serve();
     await withPage('bad-value', url, async (page) => {
