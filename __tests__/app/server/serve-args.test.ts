@@ -37,7 +37,7 @@ describe('parseCommand() - serve', () => {
     [['serve', '--queue-size=-1'], "--queue-size must be an integer from 0 to 100000, got '-1'"],
     [['serve', '--run-timeout', '0'], "--run-timeout must be above 0, got '0'"],
     [['serve', '--grace', 'soon'], "--grace must be a number of seconds from 0 to 2147483, got 'soon'"],
-    [['serve', '--trace', 'jaeger'], "--trace must be console, got 'jaeger'"],
+    [['serve', '--trace', 'jaeger'], "--trace must be console or otlp, got 'jaeger'"],
     [['serve', '--api-key', 'short'], '--api-key must be 8 to 256 printable ASCII characters without spaces'],
     [['serve', '--out', ''], "--out must be a folder, got ''"],
     [['serve', '--prompt', 'x'], 'unknown option --prompt'],

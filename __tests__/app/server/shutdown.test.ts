@@ -3,6 +3,7 @@
  * Runs the built CLI, which `npm test` builds before jest.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:http';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -36,7 +37,11 @@ afterEach(async () => {
 });
 
 async function serve(...args: string[]): Promise<Serve> {
-  const child = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--out', outDir, '--preview-every', '0', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  return serveWith({}, ...args);
+}
+
+async function serveWith(env: Record<string, string>, ...args: string[]): Promise<Serve> {
+  const child = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--out', outDir, '--preview-every', '0', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   let output = '';
   child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
   child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
@@ -114,4 +119,49 @@ test('serve - refuses a non-loopback address without --api-key (exit 2)', async 
   const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
   expect(code).toBe(2);
   expect(stderr).toContain('Refusing to listen on 0.0.0.0 without --api-key');
+});
+
+test('serve --trace otlp - spans reach an OTLP/HTTP receiver; the run span is a child of the request traceparent', async () => {
+  const bodies: unknown[] = [];
+  const receiver = createServer((request, response) => {
+    let body = '';
+    request.on('data', (chunk: Buffer) => (body += chunk.toString()));
+    request.on('end', () => {
+      if (request.url === '/v1/traces') bodies.push(JSON.parse(body));
+      response.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+    });
+  });
+  await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+  const address = receiver.address();
+  const port = typeof address === 'object' && address !== null ? address.port : 0;
+  try {
+    const server = await serveWith({ OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: `http://127.0.0.1:${String(port)}/v1/traces` }, '--trace', 'otlp');
+    const traceId = '4bf92f3577b34da6a3ce929d0e0e4736';
+    const parentId = '00f067aa0ba902b7';
+    const response = await fetch(`${server.url}/v1/runs`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', traceparent: `00-${traceId}-${parentId}-01` },
+      body: JSON.stringify({ prompt: 'a traced lighthouse', seed: 1, steps: 2, width: 64, height: 64 }),
+    });
+    const { id } = (await response.json()) as { id: string };
+    for (;;) {
+      const run = (await (await fetch(`${server.url}/v1/runs/${id}`)).json()) as { status: string };
+      if (run.status === 'succeeded') break;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    server.child.kill('SIGTERM');
+    expect(await server.exit).toBe(0);
+    interface OtlpSpan {
+      readonly name: string;
+      readonly traceId: string;
+      readonly spanId: string;
+      readonly parentSpanId?: string;
+    }
+    const spans = (bodies as { resourceSpans: { scopeSpans: { spans: OtlpSpan[] }[] }[] }[]).flatMap((body) => body.resourceSpans.flatMap((resource) => resource.scopeSpans.flatMap((scope) => scope.spans)));
+    const run = spans.find((span) => span.name === 'processing.run');
+    expect(run).toMatchObject({ traceId, parentSpanId: parentId });
+    expect(spans.filter((span) => span.parentSpanId === run?.spanId).map((span) => span.name).sort()).toEqual(['processing.execute', 'processing.finalize', 'processing.prepare']);
+  } finally {
+    receiver.close();
+  }
 });

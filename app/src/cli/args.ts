@@ -28,7 +28,7 @@ export interface ServeCommandOptions {
   readonly graceSeconds: number;
   readonly previewEvery: number;
   readonly maxSseClients: number;
-  readonly trace: 'console' | undefined;
+  readonly trace: 'console' | 'otlp' | undefined;
 }
 
 /** A bad command line: the message names the argument and what it accepts. */
@@ -70,7 +70,8 @@ Options for serve (an HTTP API with live progress; see docs/service.md):
       --grace SEC          at SIGTERM/SIGINT, how long running runs get to finish (default 10)
       --preview-every N    a live preview every N steps, 0 for none (default 5)
       --max-sse-clients N  event streams open at once; one more gets 503 (default 100)
-      --trace console      trace runs with OpenTelemetry, spans printed on stdout
+      --trace EXPORTER     trace runs with OpenTelemetry: console (spans on stdout) or otlp
+                           (OTLP/HTTP to OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, default localhost:4318)
 
 The generator is a deterministic demo, not a model: the same prompt, seed, steps and size
 give the same PNG, byte for byte. Ctrl-C cancels a run; no partial file is written.
@@ -170,7 +171,7 @@ function parseServe(argv: readonly string[], env: NodeJS.ProcessEnv): Command {
   const apiKey = values['api-key'] ?? (env.PROCESSING_RUNNER_API_KEY === '' ? undefined : env.PROCESSING_RUNNER_API_KEY);
   if (apiKey !== undefined && !/^[\x21-\x7e]{8,256}$/.test(apiKey)) throw new UsageError('--api-key must be 8 to 256 printable ASCII characters without spaces');
   const trace = values.trace;
-  if (trace !== undefined && trace !== 'console') throw new UsageError(`--trace must be console, got ${quote(trace)}`);
+  if (trace !== undefined && trace !== 'console' && trace !== 'otlp') throw new UsageError(`--trace must be console or otlp, got ${quote(trace)}`);
   const runTimeoutSeconds = seconds('--run-timeout', values['run-timeout']);
   if (runTimeoutSeconds === 0) throw new UsageError("--run-timeout must be above 0, got '0'");
   return {

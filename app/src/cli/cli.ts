@@ -51,7 +51,7 @@ export async function main(argv: readonly string[]): Promise<number> {
  */
 async function serve(options: ServeCommandOptions): Promise<number> {
   let server: RunningServer;
-  const tracing = options.trace === undefined ? undefined : startServiceTracing();
+  const tracing = options.trace === undefined ? undefined : startServiceTracing(options.trace);
   try {
     server = await startServer({ ...options, tracer: tracing?.tracer, logger: false });
   } catch (error) {
