@@ -5,12 +5,13 @@
  *   the mutated source, and take seconds per mutant;
  * - the app's tests (__tests__/app/, but for its argument parsing): they run the demo generator,
  *   which is CPU-heavy, and the library's promises must be defended by the library's own tests.
+ * - the BullMQ cluster suite (worker processes on the built dist/, like the CLI smoke test);
  * - the short soak: 20,000 runs per mutant would cost more than every other test together, and
  *   what it checks (nothing retained) the other tests check run by run.
  * ts-jest already compiles without a type check, because tsconfig.json sets `isolatedModules`.
  *
- * MUTATION_SUITES=core leaves out the instrumentation modules' suites too, which take half the
- * time of every mutant's run: for mutating the core files quickly, giving a lower bound of their
+ * MUTATION_SUITES=core leaves out the instrumentation modules' and the BullMQ suites too, which
+ * take most of the time of every mutant's run: for mutating the core files quickly, giving a lower bound of their
  * score (fewer tests can only kill fewer mutants). docs/testing.md says which figure is which.
  *
  * @type {import('jest').Config}
@@ -32,7 +33,8 @@ module.exports = {
     '/node_modules/',
     '<rootDir>/__tests__/package\\.test\\.ts$',
     '<rootDir>/__tests__/soak\\.test\\.ts$',
+    '<rootDir>/__tests__/bullmq-cluster\\.test\\.ts$',
     '<rootDir>/__tests__/app/(?!args\\.test\\.ts$)',
-    ...(process.env.MUTATION_SUITES === 'core' ? ['<rootDir>/__tests__/instrumentation/', '<rootDir>/__tests__/properties/instrumentation\\.'] : []),
+    ...(process.env.MUTATION_SUITES === 'core' ? ['<rootDir>/__tests__/instrumentation/', '<rootDir>/__tests__/properties/instrumentation\\.', '<rootDir>/__tests__/bullmq'] : []),
   ],
 };
