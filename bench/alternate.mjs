@@ -9,7 +9,9 @@
 //
 // Prints, per case and build, the median and min–max over rounds of: the time, its ratio to
 // `baseline@0`, its ratio to each reference peer at the same listener count, and for `run` the
-// listener cost above `run@0` divided by diagnostics_channel's above its @0. Raw times go to
+// listener cost above `run@0` divided by diagnostics_channel's above its @0. With
+// `--distribution` it also prints every process's time per case and build, sorted, to show
+// modes (a process that is fast or slow as a whole) that a median hides. Raw times go to
 // .bench-results/alternate-<date>.json.
 import { execFile } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -28,6 +30,7 @@ const { values: args } = parseArgs({
     cases: { type: 'string', default: 'runSync@0,runSync@1,runSync@5,runSync@50' },
     refs: { type: 'string', default: 'baseline@0,diagnostics_channel@0,diagnostics_channel@1,diagnostics_channel@5,diagnostics_channel@50' },
     'cpu-ms': { type: 'string', default: '400' },
+    distribution: { type: 'boolean', default: false },
   },
 });
 if (args.before === undefined) throw new TypeError('Expected --before <dir of a build>, got nothing');
@@ -123,6 +126,15 @@ for (const ref of refs) {
   lines.push(`| ${ref.id} | ref | ${summary(own)} | | | |`);
 }
 process.stdout.write(`\n${String(rounds)} rounds, ${String(cpuMs)} ms of samples per process; median (min–max) over rounds.\n\n${lines.join('\n')}\n`);
+
+if (args.distribution) {
+  const rows = ['| case | build | ns per run in each process, sorted |', '|---|---|---|'];
+  for (const spec of [...cases, ...refs]) {
+    const sorted = times.filter((entry) => entry.id === spec.id && entry.build === spec.build).map((entry) => entry.ns).sort((a, b) => a - b);
+    rows.push(`| ${spec.id} | ${spec.build} | ${sorted.map((ns) => ns.toFixed(1)).join(' ')} |`);
+  }
+  process.stdout.write(`\nEvery process:\n\n${rows.join('\n')}\n`);
+}
 
 const outDir = path.join(root, '.bench-results');
 mkdirSync(outDir, { recursive: true });

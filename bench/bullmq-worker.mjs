@@ -2,7 +2,8 @@
 // mode `bare`: a plain BullMQ Worker with the same processor; mode `bare-progress`: the same, and
 // the processor also calls job.updateProgress(). The processor is trivial: it
 // reports one progress update carrying the worker's clock (for the event latency) and returns
-// the payload doubled. Prints `ready` once it takes jobs; closes on SIGTERM.
+// the payload doubled. Prints `ready` and its CPU time so far once it takes jobs; closes on SIGTERM
+// and prints its CPU time then.
 import { Worker } from 'bullmq';
 
 import { ProcessingRunner } from '../dist/index.js';
@@ -34,6 +35,12 @@ if (mode === 'runner') {
   close = () => worker.close();
 }
 process.once('SIGTERM', () => {
-  void close().then(() => process.exit(0));
+  void close().then(() => {
+    // The CPU time this worker process used (µs), for bench/bullmq.mjs's per-process split.
+    const { user, system } = process.cpuUsage();
+    process.stdout.write(`cpu ${String(user + system)}\n`, () => process.exit(0));
+  });
 });
-process.stdout.write('ready\n');
+// The CPU time used so far (starting up), so that the bench counts only the time spent on jobs.
+const startup = process.cpuUsage();
+process.stdout.write(`ready ${String(startup.user + startup.system)}\n`);

@@ -8,6 +8,7 @@
 //
 //   npm run bench:bullmq                       (builds first; REDIS_URL, else a redis-server of its own, else 127.0.0.1:6379)
 //   npm run bench:bullmq -- --jobs 200 --rounds 1
+//   BENCH_WORKER_NODE_ARGS='--cpu-prof --cpu-prof-dir=prof' node --cpu-prof --cpu-prof-dir=prof bench/bullmq.mjs --modes runner,bare
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -29,6 +30,7 @@ const { values: args } = parseArgs({
     workers: { type: 'string', default: '4' },
     concurrency: { type: 'string', default: '8' },
     rounds: { type: 'string', default: '3' },
+    modes: { type: 'string', default: 'runner,bare,bare+progress' },
   },
 });
 const JOBS = Number(args.jobs);
@@ -77,24 +79,32 @@ function urlOptions(url) {
   return parsed.protocol === 'unix:' ? { path: parsed.pathname } : { host: parsed.hostname, port: Number(parsed.port || 6379) };
 }
 
+/** Node options for the worker processes, e.g. `--cpu-prof` to profile them (BENCH_WORKER_NODE_ARGS). */
+const workerNodeArgs = process.env.BENCH_WORKER_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
+
 async function startWorkers(mode, settings) {
   const workers = [];
   for (let index = 0; index < WORKERS; index++) {
-    const child = spawn(process.execPath, [path.join(here, 'bullmq-worker.mjs'), JSON.stringify({ mode, ...settings })], { stdio: ['ignore', 'pipe', 'inherit'] });
-    await new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [...workerNodeArgs, path.join(here, 'bullmq-worker.mjs'), JSON.stringify({ mode, ...settings })], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const lines = createInterface({ input: child.stdout });
+    const startup = await new Promise((resolve, reject) => {
       child.once('exit', (code) => reject(new Error(`worker exited with ${String(code)}`)));
-      createInterface({ input: child.stdout }).once('line', resolve);
+      lines.once('line', (line) => resolve(Number(line.split(' ')[1])));
     });
-    workers.push(child);
+    const cpu = new Promise((resolve) => lines.once('line', (line) => resolve(Number(line.split(' ')[1]) - startup)));
+    workers.push({ child, cpu });
   }
+  /** Stops the workers; resolves with the CPU time (µs) they used together after starting up. */
   return async () => {
-    await Promise.all(
-      workers.map((child) => {
+    const used = await Promise.all(
+      workers.map(async ({ child, cpu }) => {
         const exited = new Promise((resolve) => child.once('exit', resolve));
         child.kill('SIGTERM');
-        return exited;
+        await exited;
+        return cpu;
       }),
     );
+    return used.reduce((sum, us) => sum + us, 0);
   };
 }
 
@@ -102,7 +112,19 @@ function percentile(sorted, p) {
   return sorted.length === 0 ? Number.NaN : sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
 
+/** Redis's own count of commands by name (calls and µs inside Redis), since its last CONFIG RESETSTAT. */
+async function commandStats(admin) {
+  const stats = new Map();
+  for (const line of (await admin.info('commandstats')).split('\n')) {
+    const match = /^cmdstat_([^:]+):calls=(\d+),usec=(\d+)/.exec(line);
+    if (match) stats.set(match[1], { calls: Number(match[2]), usec: Number(match[3]) });
+  }
+  return stats;
+}
+
 async function runMode(mode, server, round) {
+  const admin = new Redis(server.options);
+  await admin.config('RESETSTAT');
   const prefix = `bench${String(process.pid)}r${String(round)}${mode.replace(/\W/g, '')}`;
   const queueName = 'q';
   const workerConnection = mode === 'runner' ? server.connection : server.options;
@@ -115,6 +137,7 @@ async function runMode(mode, server, round) {
   const latencies = [];
   let elapsed;
   let checked = 0;
+  const producerCpu = process.cpuUsage();
   if (mode === 'runner') {
     const remote = new RemoteRunner({ queueName, connection: server.connection, prefix });
     remote.on('progress', (_state, update) => latencies.push(now() - update.info));
@@ -149,24 +172,28 @@ async function runMode(mode, server, round) {
     await queue.obliterate({ force: true });
     await queue.close();
   }
-  await stopWorkers();
+  const { user, system } = process.cpuUsage(producerCpu);
+  const workerCpu = await stopWorkers();
+  const commands = await commandStats(admin);
   if (mode === 'runner') {
-    const admin = new Redis(server.options);
     let cursor = '0';
     do {
       const [next, keys] = await admin.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
       cursor = next;
       if (keys.length > 0) await admin.del(...keys);
     } while (cursor !== '0');
-    await admin.quit();
   }
+  await admin.quit();
   if (checked !== JOBS) throw new Error(`${mode}: ${String(checked)} of ${String(JOBS)} results right`);
   latencies.sort((a, b) => a - b);
-  return { mode, jobsPerSecond: (JOBS * 1000) / elapsed, msPerJob: elapsed / JOBS, p50: percentile(latencies, 50), p99: percentile(latencies, 99), events: latencies.length };
+  return { mode, jobsPerSecond: (JOBS * 1000) / elapsed, msPerJob: elapsed / JOBS, p50: percentile(latencies, 50), p99: percentile(latencies, 99), events: latencies.length, commands, producerCpuMs: (user + system) / 1000 / JOBS, workerCpuMs: workerCpu / 1000 / JOBS };
 }
 
 const server = await redis();
-const modes = ['runner', 'bare', 'bare+progress'];
+const modes = args.modes.split(',');
+if (!modes.includes('bare') || modes.some((mode) => !['runner', 'bare', 'bare+progress'].includes(mode))) {
+  throw new TypeError(`Expected --modes to list bare and any of runner, bare+progress, got ${args.modes}`);
+}
 const rows = [];
 try {
   for (let round = 0; round < ROUNDS; round++) {
@@ -198,4 +225,24 @@ for (const mode of modes) {
 }
 console.log('');
 console.log('Per round:');
-for (const row of rows) console.log(`  round ${String(row.round + 1)} ${row.mode.padEnd(14)} ${row.jobsPerSecond.toFixed(0).padStart(6)} jobs/s  ${row.ratio.toFixed(2)}×  p50 ${row.p50.toFixed(2)} ms  p99 ${row.p99.toFixed(2)} ms  (${String(row.events)} events)`);
+for (const row of rows) console.log(`  round ${String(row.round + 1)} ${row.mode.padEnd(14)} ${row.jobsPerSecond.toFixed(0).padStart(6)} jobs/s  ${row.ratio.toFixed(2)}×  p50 ${row.p50.toFixed(2)} ms  p99 ${row.p99.toFixed(2)} ms  (${String(row.events)} events)  CPU per job: producer ${(row.producerCpuMs * 1000).toFixed(0)} µs, workers ${(row.workerCpuMs * 1000).toFixed(0)} µs`);
+
+// What Redis did per job in the last round, by command (it includes setup and teardown: worker
+// connections, the queue's creation, and for `runner` the cleanup's SCAN/DEL).
+const last = rows.filter((row) => row.round === ROUNDS - 1);
+const names = [...new Set(last.flatMap((row) => [...row.commands.keys()]))].sort();
+console.log('');
+console.log(`Redis commands per job in the last round (calls; µs inside Redis), from INFO commandstats:`);
+console.log('');
+console.log(`| command | ${last.map((row) => row.mode).join(' | ')} |`);
+console.log(`|---|${last.map(() => '---:').join('|')}|`);
+const cell = (row, name) => {
+  const stat = row.commands.get(name);
+  return stat === undefined ? '' : `${(stat.calls / JOBS).toFixed(2)}; ${(stat.usec / JOBS).toFixed(1)} µs`;
+};
+for (const name of names) {
+  if (last.every((row) => (row.commands.get(name)?.calls ?? 0) < JOBS / 100)) continue;
+  console.log(`| ${name} | ${last.map((row) => cell(row, name)).join(' | ')} |`);
+}
+const total = (row) => [...row.commands.values()].reduce((sum, stat) => ({ calls: sum.calls + stat.calls, usec: sum.usec + stat.usec }), { calls: 0, usec: 0 });
+console.log(`| all | ${last.map((row) => { const t = total(row); return `${(t.calls / JOBS).toFixed(2)}; ${(t.usec / JOBS).toFixed(1)} µs`; }).join(' | ')} |`);
