@@ -5,7 +5,8 @@ import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-ho
 
 import { jsonCodec, RemoteRunError } from '../src/bullmq.js';
 import { encodeWith } from '../src/remote/codec.js';
-import { asError, BATCH, entryFields, parseEntry, parseWireError, toAbortReason, toRedisOptions, toWireError, unbatch } from '../src/remote/wire.js';
+import { compareIds } from '../src/remote/reader.js';
+import { asError, BATCH, entryFields, parseEntry, parseWireError, toAbortReason, toRedisOptions, toWireError, unbatch, WAKE } from '../src/remote/wire.js';
 import { w3cTraceContext } from '../src/tracing.js';
 
 describe('connection', () => {
@@ -30,22 +31,30 @@ describe('connection', () => {
 });
 
 describe('stream entries and errors', () => {
-  test('entryFields() / parseEntry() - round trip, with and without data', () => {
-    const withData = parseEntry('1-0', entryFields('progress', 2, '{"step":1}'));
-    expect(withData).toEqual({ id: '1-0', event: 'progress', attempt: 2, time: withData.time, data: '{"step":1}' });
+  test('entryFields() / parseEntry() - round trip, with and without data; a wake entry has no run', () => {
+    const withData = parseEntry('1-0', entryFields('progress', 7, 2, '{"step":1}'));
+    expect(withData).toEqual({ id: '1-0', event: 'progress', run: 7, attempt: 2, time: withData.time, data: '{"step":1}' });
     expect(Math.abs(withData.time - Date.now())).toBeLessThan(10_000);
-    expect(parseEntry('2-0', entryFields('start', 1, undefined)).data).toBeUndefined();
-    expect(parseEntry('3-0', ['odd'])).toEqual({ id: '3-0', event: '', attempt: 0, time: 0, data: undefined });
+    expect(parseEntry('2-0', entryFields('start', 1, 1, undefined)).data).toBeUndefined();
+    expect(parseEntry('3-0', ['odd'])).toEqual({ id: '3-0', event: '', run: undefined, attempt: 0, time: 0, data: undefined });
+    expect(parseEntry('4-0', ['e', WAKE])).toEqual({ id: '4-0', event: WAKE, run: undefined, attempt: 0, time: 0, data: undefined });
   });
 
-  test('unbatch() - the events of a batch entry, each with the entry\'s id, attempt and time; any other entry as it is', () => {
-    const batch = parseEntry('5-1', entryFields(BATCH, 3, JSON.stringify([['start', undefined], ['prepare', '1']])));
+  test('unbatch() - the events of a batch entry, each with the entry\'s id, run, attempt and time; any other entry as it is', () => {
+    const batch = parseEntry('5-1', entryFields(BATCH, 4, 3, JSON.stringify([['start', undefined], ['prepare', '1']])));
     expect(unbatch(batch)).toEqual([
-      { id: '5-1', event: 'start', attempt: 3, time: batch.time, data: undefined },
-      { id: '5-1', event: 'prepare', attempt: 3, time: batch.time, data: '1' },
+      { id: '5-1', event: 'start', run: 4, attempt: 3, time: batch.time, data: undefined },
+      { id: '5-1', event: 'prepare', run: 4, attempt: 3, time: batch.time, data: '1' },
     ]);
-    const single = parseEntry('6-0', entryFields('execute', 1, '2'));
+    const single = parseEntry('6-0', entryFields('execute', 4, 1, '2'));
     expect(unbatch(single)).toEqual([single]);
+  });
+
+  test('compareIds() - orders stream ids by time, then sequence, as numbers', () => {
+    expect(compareIds('1-0', '1-0')).toBe(0);
+    expect(compareIds('9-0', '10-0')).toBeLessThan(0);
+    expect(compareIds('10-2', '10-11')).toBeLessThan(0);
+    expect(compareIds('11-0', '10-99')).toBeGreaterThan(0);
   });
 
   test('toWireError() / parseWireError() - keep name, message, stack and phase; describe the rest', () => {

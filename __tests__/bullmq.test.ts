@@ -1,6 +1,7 @@
 // processing-runner/bullmq against a real Redis: producer and workers in this process, each on
 // connections of its own (so every line of src/remote is measured); the multi-process cases
 // are in bullmq-cluster.test.ts.
+import crypto from 'node:crypto';
 import { tracingChannel } from 'node:diagnostics_channel';
 import { getEventListeners } from 'node:events';
 
@@ -18,7 +19,8 @@ import {
   recordEvents,
   type RunContext,
 } from '../src/index.js';
-import { jsonCodec, RemoteRunError, RemoteRunner, startWorker, type Codec, type RemoteRunnerOptions, type RunnerWorker, type StartWorkerOptions } from '../src/bullmq.js';
+import { jsonCodec, RemoteRunError, RemoteRunner, startWorker, type Codec, type RemoteRunnerOptions, type RunJobData, type RunnerWorker, type StartWorkerOptions } from '../src/bullmq.js';
+import { parseEntry, WAKE } from '../src/remote/wire.js';
 import { attachTracing, w3cTraceContext } from '../src/tracing.js';
 import { sleep, until } from './support/wait.js';
 import { adminClient, connectionsOf, deleteKeys, describeRedis, redisConnection, stopSharedRedis, uniquePrefix } from './support/redis.js';
@@ -120,7 +122,12 @@ describeRedis('RemoteRunner and startWorker', () => {
     expect(finalize?.args[1]).toBe('did 3');
     // Runs the host starts on the worker's runner itself are its own: nothing is written for them.
     await expect(workerRunner.run(new ProcessingRequest(1))).resolves.toBe('did 1');
-    expect(await admin.keys(`${bench.prefix}:q:runner:events:*`)).toHaveLength(1);
+    const inboxes = await admin.keys(`${bench.prefix}:q:runner:inbox:*`);
+    expect(inboxes).toHaveLength(1);
+    const written = (await admin.xrange(String(inboxes[0]), '-', '+')).map(([id, fields]) => parseEntry(id, fields));
+    const entries = written.filter((entry) => entry.event !== WAKE);
+    expect(entries.map((entry) => entry.run)).toEqual(entries.map(() => 1));
+    expect(entries.at(-1)?.event).toBe('settled');
     expect(bench.errors).toEqual([]);
   });
 
@@ -483,11 +490,55 @@ describeRedis('RemoteRunner and startWorker', () => {
   });
 
   test('.run() - a stream that cannot be read goes to onError, and the run can still be cancelled', async () => {
+    const producerId = '00000000-0000-4000-8000-000000000001';
+    jest.spyOn(crypto, 'randomUUID').mockReturnValueOnce(producerId);
     const remote = bench.remote<number, string>();
-    // The next job's stream key holds a string: XREAD and XRANGE fail with WRONGTYPE.
-    await admin.set(`${bench.prefix}:q:runner:events:1`, 'not a stream');
+    // The producer's stream key holds a string: XREAD fails with WRONGTYPE.
+    await admin.set(`${bench.prefix}:q:runner:inbox:${producerId}`, 'not a stream');
     await expect(remote.run(new ProcessingRequest(1), { timeoutMs: 500 })).rejects.toMatchObject({ name: 'TimeoutError' });
     expect(bench.errors.some((error) => error.message.includes('WRONGTYPE'))).toBe(true);
+  });
+
+  test('.run() - a cancellation that reaches the worker before the job does still keeps the run from starting', async () => {
+    const processor = jest.fn(stepper());
+    await bench.worker(new ProcessingRunner({ processor }));
+    const remote = bench.remote<number, string>();
+    // Job ids count from 1 in a new queue: the message names the job before it exists, as when a
+    // worker is handed the job between the producer's mark and its message.
+    const listening = await admin.publish(`${bench.prefix}:q:runner:cancel`, JSON.stringify({ jobId: '1', reason: { name: 'AbortError', message: 'stopped early' } }));
+    expect(listening).toBe(1);
+    await sleep(50);
+    await expect(remote.run(new ProcessingRequest(3))).rejects.toMatchObject({ name: 'AbortError', message: 'stopped early' });
+    expect(processor).not.toHaveBeenCalled();
+  });
+
+  test('startWorker() - a job not added by a RemoteRunner fails at once, saying what it lacks, without a retry', async () => {
+    const processor = jest.fn(stepper());
+    const worker = await bench.worker(new ProcessingRunner({ processor }));
+    const failed = new Promise<Error>((resolve) => {
+      worker.worker.once('failed', (_job, error) => {
+        resolve(error);
+      });
+    });
+    // Added to the same queue by hand, as any BullMQ producer would.
+    const job = await bench.remote<number, string>().queue.add('plain', { processing: '1' } as unknown as RunJobData, { attempts: 3 });
+    await expect(failed).resolves.toMatchObject({ name: 'UnrecoverableError', message: 'Expected a job added by a RemoteRunner, with `data.events` like { stream, run }, got `undefined`' });
+    expect(await job.getState()).toBe('failed');
+    expect(processor).not.toHaveBeenCalled();
+  });
+
+  test('.run() - the producer\'s stream is trimmed as it is read, kept a while after its jobs settle, and deleted by close()', async () => {
+    await bench.worker(new ProcessingRunner({ processor: stepper(1) }), { eventsTtlMs: 60_000 });
+    const remote = bench.remote<number, string>();
+    for (let run = 0; run < 40; run++) await remote.run(new ProcessingRequest(4));
+    const [inbox] = await admin.keys(`${bench.prefix}:q:runner:inbox:*`);
+    // 40 runs wrote over 200 entries (one per progress step, at least); what was read is trimmed away.
+    expect(await admin.xlen(String(inbox))).toBeLessThan(200);
+    const ttl = await admin.pttl(String(inbox));
+    expect(ttl).toBeGreaterThan(50_000);
+    expect(ttl).toBeLessThanOrEqual(60_000);
+    await remote.close();
+    expect(await admin.exists(String(inbox))).toBe(0);
   });
 
   test('jsonCodec - refuses what JSON would change, naming where', () => {

@@ -1,4 +1,6 @@
-import { Queue, type ConnectionOptions, type JobsOptions } from 'bullmq';
+import { randomUUID } from 'node:crypto';
+
+import { Queue, type ConnectionOptions, type Job, type JobsOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
 
 import { openCancellation, type RunOptions } from '../cancellation.js';
@@ -16,12 +18,10 @@ import {
   asError,
   assertOptionalInteger,
   openRedis,
-  parseEntry,
   parseWireError,
   unbatch,
   toAbortReason,
   toWireError,
-  type RunKeys,
   type WireEntry,
   type WireError,
 } from './wire.js';
@@ -88,26 +88,22 @@ interface Shared {
   readonly queue: RunQueue;
   readonly redis: Redis;
   readonly reader: StreamReader;
-  readonly keys: RunKeys;
+  /** The channel cancellations go out on. */
+  readonly channel: string;
   readonly codec: Codec;
   readonly pollMs: number;
   readonly onError: (error: Error) => void;
   readonly pending: Set<Promise<unknown>>;
 }
 
-/** How long a cancellation flag waits for a job that has not started yet (ms). */
-const CANCEL_FLAG_TTL_MS = 24 * 3_600_000;
-
 /**
- * One run of a `RemoteRunner`: its job, the entries read from the job's stream and not yet
- * consumed, and what the phases of the producer's run wait on.
+ * One run of a `RemoteRunner`: its job, the entries of its events read from the producer's
+ * stream and not yet consumed, and what the phases of the producer's run wait on.
  */
 class RemoteRun {
   runId: number | undefined;
   jobId: string | undefined;
-  key: string | undefined;
-  /** The id of the last stream entry taken in: everything up to it is in the inbox or consumed. */
-  lastId = '0-0';
+  #job: Job<RunJobData, string> | undefined;
   context: RunContext | undefined;
   readonly #inbox: Item[] = [];
   #waiter: { resolve: (item: Item) => void; reject: (reason: unknown) => void } | undefined;
@@ -117,6 +113,9 @@ class RemoteRun {
   #lastFailure: { readonly event: string; readonly wire: WireError } | undefined;
   #checking = false;
   #recheck = false;
+  /** Whether a check asked for while one was under way was asked for by a `settled` entry. */
+  #recheckSettled = false;
+  #following = false;
   /** Whether the outcome has been read: nothing more to check. */
   #done = false;
   #timer: ReturnType<typeof setInterval> | undefined;
@@ -138,43 +137,51 @@ class RemoteRun {
     );
   }
 
-  /** Adds the job and starts reading its stream. */
+  /**
+   * Follows the run's entries on the producer's stream (before the job exists, so none is
+   * missed), then adds the job.
+   */
   async enqueue(jobName: string, jobOptions: JobsOptions): Promise<void> {
+    this.shared.reader.add(this.data.events.run, this);
+    this.#following = true;
     const job = await this.shared.queue.add(jobName, this.data, jobOptions);
+    this.#job = job;
     this.jobId = String(job.id);
-    const key = this.shared.keys.events(this.jobId);
-    this.key = key;
-    this.shared.reader.add(key, this);
-    this.#timer = setInterval(() => void this.check(), this.shared.pollMs);
+    this.#timer = setInterval(() => void this.check(false), this.shared.pollMs);
     this.#timer.unref();
     if (this.#cancelRequested) this.#publishCancel();
   }
 
-  /** Takes in entries read from the stream, once each, in order; drops a dead attempt's. */
+  /** Takes in the run's entries, in order; drops a dead attempt's. */
   push(entries: readonly WireEntry[]): void {
     for (const entry of entries) {
-      if (compareIds(entry.id, this.lastId) <= 0) continue;
-      this.lastId = entry.id;
       // A worker that lost its job (its lock expired) may still write: only the latest attempt counts.
       if (entry.attempt < this.#latestAttempt) continue;
       this.#latestAttempt = entry.attempt;
       for (const event of unbatch(entry)) this.#give(event);
-      if (entry.event === 'settled') void this.check();
+      if (entry.event === 'settled') void this.check(true);
     }
   }
 
-  /** Reads the job's state; once it has settled, takes in the stream's last entries, then the outcome. */
-  async check(): Promise<void> {
+  /**
+   * Reads the job; once it has finished, gives the outcome. `settled` says the check was asked
+   * for by the worker's `settled` entry, which comes after every event of the attempt.
+   */
+  async check(settled: boolean): Promise<void> {
     if (this.#checking) {
-      // The check under way may have read the state just before the job settled: check again after it.
+      // The check under way may have read the job just before it finished: check again after it.
       this.#recheck = true;
+      this.#recheckSettled ||= settled;
       return;
     }
     this.#checking = true;
     try {
+      let viaSettled = settled;
       do {
         this.#recheck = false;
-        await this.#checkOnce();
+        await this.#checkOnce(viaSettled);
+        viaSettled = this.#recheckSettled;
+        this.#recheckSettled = false;
       } while (this.#recheckAsked());
     } finally {
       this.#checking = false;
@@ -186,26 +193,35 @@ class RemoteRun {
     return this.#recheck && !this.#done;
   }
 
-  async #checkOnce(): Promise<void> {
-    const { jobId, key } = this;
-    if (this.#done || jobId === undefined || key === undefined) return;
+  async #checkOnce(viaSettled: boolean): Promise<void> {
+    const { jobId } = this;
+    if (this.#done || jobId === undefined) return;
     try {
-      const { queue, redis } = this.shared;
-      const state = await queue.getJobState(jobId);
-      if (state !== 'completed' && state !== 'failed' && state !== 'unknown') return;
-      // A job whose state is `unknown` is gone: getJob() then finds nothing either.
-      const [rest, job] = await Promise.all([redis.xrange(key, `(${this.lastId}`, '+'), queue.getJob(jobId)]);
+      const { queue, reader } = this.shared;
+      // One read of the job's hash: BullMQ sets `finishedOn` only when the job has completed or
+      // failed for good (not after an attempt that will be retried), and removes a job it is told
+      // to remove on completion or failure, which leaves nothing to read.
+      const job = await queue.getJob(jobId);
+      if (job !== undefined && job.finishedOn === undefined) return;
+      // Found without the worker's `settled` entry (a worker that died, a job failed by BullMQ
+      // itself): first take in every event already written, so the outcome comes after them.
+      if (!viaSettled) await reader.barrier();
+      if (this.#isDone()) return;
       this.#done = true;
-      this.push(rest.map(([id, fields]) => parseEntry(id, fields)));
       this.#give(
         job === undefined
           ? { event: 'outcome', state: 'missing', returnvalue: undefined, failedReason: undefined }
-          : { event: 'outcome', state: state === 'completed' ? 'completed' : 'failed', returnvalue: job.returnvalue, failedReason: job.failedReason },
+          : { event: 'outcome', state: typeof job.returnvalue === 'string' ? 'completed' : 'failed', returnvalue: job.returnvalue, failedReason: job.failedReason },
       );
       this.dispose();
     } catch (error) {
       this.shared.onError(asError(error));
     }
+  }
+
+  /** A call, not a field read, so the compiler does not take the field as fixed across the await. */
+  #isDone(): boolean {
+    return this.#done;
   }
 
   /** The prepare phase: waits for the worker's `prepare` event. */
@@ -240,10 +256,10 @@ class RemoteRun {
     return this.#until((item) => (isOutcome(item) ? { value: this.#result(item) } : undefined));
   }
 
-  /** Stops reading the stream and polling the job. */
+  /** Stops following the run's entries and polling the job. */
   dispose(): void {
     clearInterval(this.#timer);
-    if (this.key !== undefined) this.shared.reader.delete(this.key, this);
+    if (this.#following) this.shared.reader.delete(this.data.events.run, this);
   }
 
   decode(entry: WireEntry): unknown {
@@ -329,16 +345,25 @@ class RemoteRun {
     }
   }
 
-  /** A durable flag (for a job not started yet) and a message (for one running now). */
+  /**
+   * Marks the job cancelled in its own data (durable: a worker that takes it later never starts
+   * the run), then tells the workers (a message: for the one running it now). In that order, so
+   * a worker that took the job before the mark gets the message after it.
+   */
   #publishCancel(): void {
-    const jobId = String(this.jobId);
-    const { redis, keys, pending, onError } = this.shared;
-    const reason = toWireError(this.controller.signal.reason);
-    const sent = redis
-      .multi()
-      .set(keys.cancel(jobId), JSON.stringify(reason), 'PX', CANCEL_FLAG_TTL_MS)
-      .publish(keys.channel, JSON.stringify({ jobId, reason }))
-      .exec()
+    const job = this.#job;
+    if (job === undefined) return;
+    const jobId = String(job.id);
+    const { redis, channel, pending, onError } = this.shared;
+    const { name, message } = toWireError(this.controller.signal.reason);
+    const reason = { name, message };
+    const sent = job
+      .updateData({ ...this.data, cancelled: reason })
+      .catch((error: unknown) => {
+        // A job already removed (on completion, or by hand) has nothing left to cancel.
+        if (!asError(error).message.startsWith('Missing key for job')) onError(asError(error));
+      })
+      .then(() => redis.publish(channel, JSON.stringify({ jobId, reason })))
       .catch((error: unknown) => {
         onError(asError(error));
       })
@@ -390,6 +415,10 @@ export class RemoteRunner<P = unknown, R = unknown> extends ProcessingRunner<P, 
   /** The run whose prepare phase is about to be called (handed over synchronously by `run()`). */
   #starting: RemoteRun | undefined;
   readonly #runs = new Map<number, RemoteRun>();
+  /** The stream this producer's runs write their events to. */
+  readonly #inbox: string;
+  /** The number of the last run added: each run's entries on the stream carry its number. */
+  #lastRun = 0;
   readonly #inFlight = new Set<Promise<unknown>>();
   #closing: Promise<void> | undefined;
 
@@ -409,12 +438,14 @@ export class RemoteRunner<P = unknown, R = unknown> extends ProcessingRunner<P, 
     }
     assertOptionalInteger(pollMs, 'options.pollMs', 1);
 
+    // A stream of this producer's own: its runs' events, read from its start by one XREAD.
+    this.#inbox = keys.inbox(randomUUID());
     const queue = new Queue<RunJobData, string, string, RunJobData, string, string>(queueName, { connection: { ...redisOptions } as ConnectionOptions, prefix });
     queue.on('error', onError);
     const redis = openRedis(redisOptions, keys.clientName('producer'));
     redis.on('error', onError);
-    const reader = new StreamReader(openRedis(redisOptions, keys.clientName('reader')), redis, keys.clientName('wake'), onError);
-    this.#shared = { queue, redis, reader, keys, codec, pollMs, onError, pending: new Set() };
+    const reader = new StreamReader(openRedis(redisOptions, keys.clientName('reader')), redis, this.#inbox, onError);
+    this.#shared = { queue, redis, reader, channel: keys.channel, codec, pollMs, onError, pending: new Set() };
     this.#traceContext = traceContext;
     this.#jobName = jobName;
     this.#jobOptions = { removeOnComplete: { age: 3600 }, removeOnFail: { age: 86_400 }, ...jobOptions };
@@ -447,7 +478,8 @@ export class RemoteRunner<P = unknown, R = unknown> extends ProcessingRunner<P, 
       if (this.#closing !== undefined) throw new Error('Expected an open RemoteRunner, got one whose close() was called');
       const processing = encodeWith(this.#shared.codec, request.processing, '`request.processing`');
       const trace = this.#traceContext?.inject();
-      const data: RunJobData = trace === undefined ? { processing } : { processing, trace };
+      const events = { stream: this.#inbox, run: ++this.#lastRun };
+      const data: RunJobData = trace === undefined ? { processing, events } : { processing, events, trace };
       if (outer?.aborted === true) controller.abort(outer.reason);
       outer?.addEventListener('abort', forward, { once: true });
       const run = new RemoteRun(this.#shared, data, controller);
@@ -542,11 +574,3 @@ export class RemoteRunner<P = unknown, R = unknown> extends ProcessingRunner<P, 
 function isOutcome(item: Item): item is Outcome {
   return item.event === 'outcome';
 }
-
-/** Orders stream ids (`<ms>-<seq>`). */
-function compareIds(a: string, b: string): number {
-  const aDash = a.indexOf('-');
-  const bDash = b.indexOf('-');
-  return Number(a.slice(0, aDash)) - Number(b.slice(0, bDash)) || Number(a.slice(aDash + 1)) - Number(b.slice(bDash + 1));
-}
-

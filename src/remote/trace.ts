@@ -28,19 +28,30 @@ export interface TraceContextCarrier {
 }
 
 /**
- * What a job of a `RemoteRunner` carries: the payload, encoded by the codec, and the trace
- * headers when a `traceContext` carrier was given.
+ * What a job of a `RemoteRunner` carries: the payload, encoded by the codec, where the worker
+ * writes the run's events, the trace headers when a `traceContext` carrier was given, and the
+ * reason when the producer cancelled the run.
  *
  * @example
  * ```ts
  * import type { RunJobData } from 'processing-runner/bullmq';
  *
- * const data: RunJobData = { processing: '{"prompt":"a cat"}' };
+ * const data: RunJobData = {
+ *   processing: '{"prompt":"a cat"}',
+ *   events: { stream: 'bull:images:runner:inbox:5f0c3a9e-1b2d-4c6e-8f00-a1b2c3d4e5f6', run: 1 },
+ * };
  * ```
  */
 export interface RunJobData {
   /** The request's `processing`, encoded by the codec. */
   readonly processing: string;
+  /** The producer's stream that the run's events go to, and the run's number there. */
+  readonly events: { readonly stream: string; readonly run: number };
   /** Headers from the producer's `traceContext.inject()`. */
   readonly trace?: Readonly<Record<string, string>>;
+  /**
+   * Set by the producer when it cancels the run: a worker that takes the job after that never
+   * starts the run.
+   */
+  readonly cancelled?: { readonly name: string; readonly message: string };
 }

@@ -20,8 +20,9 @@ export type RedisConnection = string | RedisOptions;
 
 /** The names of the keys and channel one queue's runs use, beside BullMQ's own keys. */
 export interface RunKeys {
-  readonly events: (jobId: string) => string;
-  readonly cancel: (jobId: string) => string;
+  /** The stream a producer's runs write their events to (its inbox). */
+  readonly inbox: (producerId: string) => string;
+  /** The channel cancellations go out on. */
   readonly channel: string;
   readonly clientName: (role: string) => string;
 }
@@ -30,8 +31,7 @@ export interface RunKeys {
 export function runKeys(prefix: string, queueName: string): RunKeys {
   const base = `${prefix}:${queueName}:runner`;
   return {
-    events: (jobId) => `${base}:events:${jobId}`,
-    cancel: (jobId) => `${base}:cancel:${jobId}`,
+    inbox: (producerId) => `${base}:inbox:${producerId}`,
     channel: `${base}:cancel`,
     clientName: (role) => `${base}:${role}`,
   };
@@ -39,18 +39,26 @@ export function runKeys(prefix: string, queueName: string): RunKeys {
 
 /**
  * What a stream entry carries: the event (a runner event name, or `settled` when BullMQ has
- * moved the job on after an attempt), the attempt it belongs to, when the worker wrote it (ms
- * since the epoch) and the event's data.
+ * moved the job on after an attempt), the run it belongs to (its number at the producer), the
+ * attempt, when the worker wrote it (ms since the epoch) and the event's data.
  *
  * @internal
  */
 export interface WireEntry {
   readonly id: string;
   readonly event: string;
+  readonly run: number | undefined;
   readonly attempt: number;
   readonly time: number;
   readonly data: string | undefined;
 }
+
+/**
+ * The event name of an entry that only wakes the producer's reader (no run).
+ *
+ * @internal
+ */
+export const WAKE = 'wake';
 
 /**
  * The event name of an entry that carries several events, as a JSON array of `[event, data]`.
@@ -72,8 +80,8 @@ export function unbatch(entry: WireEntry): WireEntry[] {
 }
 
 /** @internal */
-export function entryFields(event: string, attempt: number, data: string | undefined): string[] {
-  const fields = ['e', event, 'a', String(attempt), 't', String(Date.now())];
+export function entryFields(event: string, run: number, attempt: number, data: string | undefined): string[] {
+  const fields = ['e', event, 'r', String(run), 'a', String(attempt), 't', String(Date.now())];
   if (data !== undefined) fields.push('d', data);
   return fields;
 }
@@ -82,7 +90,8 @@ export function entryFields(event: string, attempt: number, data: string | undef
 export function parseEntry(id: string, fields: readonly string[]): WireEntry {
   const map = new Map<string, string>();
   for (let index = 0; index + 1 < fields.length; index += 2) map.set(String(fields[index]), String(fields[index + 1]));
-  return { id, event: map.get('e') ?? '', attempt: Number(map.get('a') ?? 0), time: Number(map.get('t') ?? 0), data: map.get('d') };
+  const run = map.get('r');
+  return { id, event: map.get('e') ?? '', run: run === undefined ? undefined : Number(run), attempt: Number(map.get('a') ?? 0), time: Number(map.get('t') ?? 0), data: map.get('d') };
 }
 
 /**

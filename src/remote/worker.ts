@@ -15,7 +15,6 @@ import {
   BATCH,
   entryFields,
   openRedis,
-  parseWireError,
   toAbortReason,
   toWireError,
   type WireError,
@@ -58,7 +57,9 @@ export interface StartWorkerOptions extends RunQueueOptions {
    */
   readonly maxStalledCount?: number | undefined;
   /**
-   * How long (ms) a job's event stream is kept after the job settled, for producers that read late.
+   * How long (ms) a producer's event stream is kept after the last of its jobs settled (at least
+   * 90% of this: the expiry is renewed once a tenth of it has passed), for a producer that reads
+   * late; a producer that stops for good without `close()` leaves its stream to expire.
    *
    * @default 3600000
    */
@@ -88,10 +89,10 @@ export interface RunnerWorker extends AsyncDisposable {
   close(): Promise<void>;
 }
 
-/** The events of one attempt, written in order on the job's stream. */
 /** One event as written: its name and its encoded data. */
 type WrittenEvent = [event: string, data: string | undefined];
 
+/** The events of one attempt, written in order on the producer's stream. */
 class AttemptStream {
   #last: Promise<unknown> = Promise.resolve();
   /** Events written in this tick, sent together as one entry at its end. */
@@ -100,6 +101,7 @@ class AttemptStream {
   constructor(
     readonly redis: Redis,
     readonly key: string,
+    readonly run: number,
     readonly attempt: number,
     readonly onError: (error: Error) => void,
   ) {}
@@ -130,7 +132,7 @@ class AttemptStream {
     if (batch === undefined) return;
     this.#batch = undefined;
     const [[event, data]] = batch;
-    const fields = batch.length === 1 ? entryFields(event, this.attempt, data) : entryFields(BATCH, this.attempt, JSON.stringify(batch));
+    const fields = batch.length === 1 ? entryFields(event, this.run, this.attempt, data) : entryFields(BATCH, this.run, this.attempt, JSON.stringify(batch));
     this.#last = this.redis.xadd(this.key, '*', ...fields).catch((error: unknown) => {
       this.onError(asError(error));
     });
@@ -140,12 +142,12 @@ class AttemptStream {
 /**
  * Starts a BullMQ `Worker` that runs the jobs of a `RemoteRunner` on `runner`: each job runs
  * `runner.run(new ProcessingRequest(payload), { signal })`, and that run's events are written,
- * in order, to the job's own Redis stream, which the producer reads. `runner` keeps its own
- * listeners and instrumentation; the worker only adds listeners while it is started.
+ * in order, to the producer's Redis stream named in the job. `runner` keeps its own listeners
+ * and instrumentation; the worker only adds listeners while it is started.
  *
- * The run's signal aborts when the producer cancels (a Redis pub/sub message, and a flag the
- * worker checks before it starts a job, so a job cancelled while waiting never starts), or
- * when BullMQ aborts the job. A cancelled job fails without a retry; a run that fails in a
+ * The run's signal aborts when the producer cancels (a Redis pub/sub message, and a mark in the
+ * job's data that the worker checks before it starts the run, so a job cancelled while waiting
+ * never starts), or when BullMQ aborts the job. A cancelled job fails without a retry; a run that fails in a
  * phase fails the attempt, and BullMQ retries it per the job's `attempts`.
  *
  * @param runner - The runner to run the jobs on.
@@ -181,6 +183,8 @@ export async function startWorker<P, R>(runner: ProcessingRunner<P, R>, options:
 
   /** The controllers of the jobs this worker runs now, by job id. */
   const active = new Map<string, AbortController>();
+  /** Cancellations of jobs this worker was not running when they came, by job id (see below). */
+  const unclaimed = new Map<string, { readonly reason: WireError; readonly at: number }>();
   /** The stream of each request this worker started, until its run starts. */
   const starting = new Map<ProcessingRequestLike<P>, AttemptStream>();
   /** The stream of each run this worker started, by run id, until the run ends. */
@@ -226,18 +230,24 @@ export async function startWorker<P, R>(runner: ProcessingRunner<P, R>, options:
   // Three parameters: BullMQ hands a processor its signal only when it declares one.
   const processor = async (job: Job<RunJobData, string>, _token: string | undefined, bullSignal: AbortSignal | undefined): Promise<string> => {
     const jobId = String(job.id);
-    const stream = new AttemptStream(redis, keys.events(jobId), Math.max(job.attemptsStarted, job.attemptsMade + 1), onError);
+    const { events, cancelled } = job.data;
+    if (!isEventsTarget(events)) {
+      throw new UnrecoverableError(`Expected a job added by a RemoteRunner, with \`data.events\` like { stream, run }, got ${describeValue(events)}`);
+    }
+    const stream = new AttemptStream(redis, events.stream, events.run, Math.max(job.attemptsStarted, job.attemptsMade + 1), onError);
     const controller = new AbortController();
     const forward = (): void => {
       controller.abort(bullSignal?.reason);
     };
     bullSignal?.addEventListener('abort', forward, { once: true });
-    // Registered before the flag is read: a cancellation published after the read still lands.
     active.set(jobId, controller);
+    // Cancelled before this worker took the job (the mark in its data), or while it was taking
+    // it (a message that came before the job was registered above).
+    const early = unclaimed.get(jobId)?.reason ?? cancelled;
+    unclaimed.delete(jobId);
+    if (early !== undefined) controller.abort(toAbortReason(early));
     let request: ProcessingRequestLike<P> | undefined;
     try {
-      const flag = await redis.get(keys.cancel(jobId));
-      if (flag !== null) controller.abort(toAbortReason(parseWireError(flag)));
       controller.signal.throwIfAborted();
       request = new ProcessingRequest(codec.decode(job.data.processing) as P);
       starting.set(request, stream);
@@ -256,6 +266,9 @@ export async function startWorker<P, R>(runner: ProcessingRunner<P, R>, options:
       if (controller.signal.aborted) {
         // Never retried: the producer asked for it to stop.
         const reason = toWireError(controller.signal.reason);
+        // A run that never started has no `cancelled` event of its own: say so for it, so the
+        // producer's run ends `cancelled` too, not failed.
+        if (request === undefined) stream.write('cancelled', JSON.stringify(reason));
         throw new UnrecoverableError(`Cancelled: ${reason.message}`);
       }
       throw asError(error);
@@ -277,17 +290,26 @@ export async function startWorker<P, R>(runner: ProcessingRunner<P, R>, options:
   });
   worker.on('error', onError);
   // After each attempt BullMQ has moved the job on: tell the producer to read the job's state.
+  /** When this worker last set each producer's stream to expire (ms), to do it once in a while, not per job. */
+  const expirySet = new Map<string, number>();
+  const report = (error: unknown): void => {
+    onError(asError(error));
+  };
   const settled = (job: Job<RunJobData, string> | undefined): void => {
-    if (job?.id === undefined) return;
-    const key = keys.events(job.id);
-    redis
-      .multi()
-      .xadd(key, '*', ...entryFields('settled', Math.max(job.attemptsStarted, job.attemptsMade), undefined))
-      .pexpire(key, eventsTtlMs)
-      .exec()
-      .catch((error: unknown) => {
-        onError(asError(error));
-      });
+    const events = job?.data.events;
+    if (job === undefined || !isEventsTarget(events)) return;
+    redis.xadd(events.stream, '*', ...entryFields('settled', events.run, Math.max(job.attemptsStarted, job.attemptsMade), undefined)).catch(report);
+    // The stream outlives its producer by `eventsTtlMs` at most: the expiry is renewed (to the full
+    // time) when a tenth of it has passed, so it is never more than 10% short.
+    const now = Date.now();
+    if (now - (expirySet.get(events.stream) ?? -Infinity) < eventsTtlMs / 10) return;
+    expirySet.delete(events.stream);
+    expirySet.set(events.stream, now);
+    redis.pexpire(events.stream, eventsTtlMs).catch(report);
+    for (const [stream, at] of expirySet) {
+      if (now - at < eventsTtlMs) break;
+      expirySet.delete(stream);
+    }
   };
   worker.on('completed', settled);
   worker.on('failed', settled);
@@ -295,7 +317,20 @@ export async function startWorker<P, R>(runner: ProcessingRunner<P, R>, options:
   subscriber.on('message', (_channel: string, message: string) => {
     try {
       const { jobId, reason } = JSON.parse(message) as { jobId: unknown; reason: WireError };
-      active.get(String(jobId))?.abort(toAbortReason(reason));
+      const controller = active.get(String(jobId));
+      if (controller !== undefined) {
+        controller.abort(toAbortReason(reason));
+        return;
+      }
+      // Not running here: most likely another worker's job, but it may be one this worker has
+      // just taken (BullMQ handed it over, the processor has not registered it yet). Kept for a
+      // while, for the processor to find.
+      const now = Date.now();
+      unclaimed.set(String(jobId), { reason, at: now });
+      for (const [id, { at }] of unclaimed) {
+        if (now - at < UNCLAIMED_TTL_MS) break;
+        unclaimed.delete(id);
+      }
     } catch (error) {
       onError(asError(error));
     }
@@ -320,6 +355,15 @@ export async function startWorker<P, R>(runner: ProcessingRunner<P, R>, options:
       await Promise.allSettled([subscriber.quit(), redis.quit()]);
     })());
   return { worker, close, [Symbol.asyncDispose]: close };
+}
+
+/** How long a cancellation of a job not running here is kept, in case the job is being taken (ms). */
+const UNCLAIMED_TTL_MS = 60_000;
+
+/** Whether `value` is a job's `data.events`: where its run's events go. */
+function isEventsTarget(value: unknown): value is RunJobData['events'] {
+  const { stream, run } = (typeof value === 'object' && value !== null ? value : {}) as Record<string, unknown>;
+  return typeof stream === 'string' && stream !== '' && typeof run === 'number' && Number.isInteger(run);
 }
 
 interface WorkerSettings extends QueueSettings {
