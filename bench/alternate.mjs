@@ -13,11 +13,12 @@
 // `--distribution` it also prints every process's time per case and build, sorted, to show
 // modes (a process that is fast or slow as a whole) that a median hides. Raw times go to
 // .bench-results/alternate-<date>.json.
-import { execFile } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+
+import { runCase, shuffle } from './child.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '..');
@@ -48,27 +49,9 @@ const refs = args.refs.split(',').map((id) => ({ ...parse(id), id, build: 'ref' 
 
 function runChild(spec) {
   const env = { ...process.env, BENCH_DIST: builds[spec.build] ?? builds.after };
-  const json = JSON.stringify({ name: spec.name, listeners: spec.listeners, mode: 'time', cpuMs });
-  return new Promise((resolve) => {
-    execFile(process.execPath, [path.join(here, 'case.mjs'), json], { cwd: root, env, encoding: 'utf8', timeout: 120_000 }, (error, stdout, stderr) => {
-      try {
-        const parsed = JSON.parse(stdout.trim().split('\n').at(-1));
-        resolve(parsed.failures.length ? { failure: parsed.failures.join('; ') } : { ns: parsed.ns });
-      } catch {
-        resolve({ failure: String(stderr || error?.message).split('\n')[0] });
-      }
-    });
-  });
+  return runCase({ name: spec.name, listeners: spec.listeners, mode: 'time', cpuMs }, { env });
 }
 
-const shuffle = (items) => {
-  const copy = [...items];
-  for (let index = copy.length - 1; index > 0; index--) {
-    const other = Math.floor(Math.random() * (index + 1));
-    [copy[index], copy[other]] = [copy[other], copy[index]];
-  }
-  return copy;
-};
 const median = (values) => {
   const sorted = [...values].sort((a, b) => a - b);
   const middle = sorted.length >> 1;
