@@ -1,10 +1,12 @@
 // One worker process of bench/bullmq.mjs. Mode `runner`: startWorker() with a ProcessingRunner;
 // mode `bare`: a plain BullMQ Worker with the same processor; mode `bare-progress`: the same, and
-// the processor also calls job.updateProgress(). The processor is trivial: it
+// the processor also calls job.updateProgress(); mode `bare-durable`: the same, and the processor
+// writes its event with one XADD to a stream the producer reads. The processor is trivial: it
 // reports one progress update carrying the worker's clock (for the event latency) and returns
 // the payload doubled. Prints `ready` and its CPU time so far once it takes jobs; closes on SIGTERM
 // and prints its CPU time then.
 import { Worker } from 'bullmq';
+import { Redis } from 'ioredis';
 
 import { ProcessingRunner } from '../dist/index.js';
 import { startWorker } from '../dist/bullmq.js';
@@ -23,16 +25,21 @@ if (mode === 'runner') {
   const worker = await startWorker(runner, { queueName, connection, prefix, concurrency });
   close = () => worker.close();
 } else {
+  const redis = mode === 'bare-durable' ? new Redis(connection) : undefined;
   const worker = new Worker(
     queueName,
     async (job) => {
       if (mode === 'bare-progress') await job.updateProgress(now());
+      if (redis !== undefined) await redis.xadd(`${prefix}:events`, '*', 'j', String(job.id), 't', String(now()));
       return job.data * 2;
     },
     { connection, prefix, concurrency },
   );
   await worker.waitUntilReady();
-  close = () => worker.close();
+  close = async () => {
+    await worker.close();
+    await redis?.quit();
+  };
 }
 process.once('SIGTERM', () => {
   void close().then(() => {

@@ -3,6 +3,9 @@
 //   runner         RemoteRunner.run() per job → startWorker(ProcessingRunner) (events, outcome from the job)
 //   bare           Queue.add() per job → a plain BullMQ Worker; completions from QueueEvents
 //   bare+progress  the same, the processor also calls job.updateProgress() (BullMQ's own event path)
+//   bare+durable   the least a durable design needs on top of bare: the processor writes its event
+//                  with one XADD to one stream the producer reads (one XREAD key), and the producer
+//                  reads each outcome from the job (one HGETALL) when QueueEvents says it completed
 // Rounds alternate the order of the modes. Reports jobs/s, per-job time as a ratio to bare,
 // and event latency worker → producer listener (p50, p99).
 //
@@ -30,7 +33,7 @@ const { values: args } = parseArgs({
     workers: { type: 'string', default: '4' },
     concurrency: { type: 'string', default: '8' },
     rounds: { type: 'string', default: '3' },
-    modes: { type: 'string', default: 'runner,bare,bare+progress' },
+    modes: { type: 'string', default: 'runner,bare,bare+progress,bare+durable' },
   },
 });
 const JOBS = Number(args.jobs);
@@ -128,7 +131,7 @@ async function runMode(mode, server, round) {
   const prefix = `bench${String(process.pid)}r${String(round)}${mode.replace(/\W/g, '')}`;
   const queueName = 'q';
   const workerConnection = mode === 'runner' ? server.connection : server.options;
-  const stopWorkers = await startWorkers(mode === 'runner' ? 'runner' : mode === 'bare' ? 'bare' : 'bare-progress', {
+  const stopWorkers = await startWorkers(mode.replace('+', '-'), {
     connection: workerConnection,
     prefix,
     queueName,
@@ -159,14 +162,41 @@ async function runMode(mode, server, round) {
       resolveAll = resolve;
     });
     events.on('progress', ({ data }) => latencies.push(now() - Number(data)));
+    const durable = mode === 'bare+durable';
     events.on('completed', ({ jobId, returnvalue }) => {
-      done.set(jobId, returnvalue);
-      if (done.size === JOBS) resolveAll();
+      if (!durable) {
+        done.set(jobId, returnvalue);
+        if (done.size === JOBS) resolveAll();
+        return;
+      }
+      // The outcome read from the job itself, as the runner does.
+      void queue.getJob(jobId).then((job) => {
+        done.set(jobId, job?.returnvalue);
+        if (done.size === JOBS) resolveAll();
+      });
     });
+    // One blocking reader of the one stream the workers write their events to.
+    const reader = durable ? new Redis(server.options) : undefined;
+    let reading = durable;
+    const read = (async () => {
+      let lastId = '0-0';
+      while (reading) {
+        const reply = await reader.xread('BLOCK', 200, 'STREAMS', `${prefix}:events`, lastId);
+        for (const [, entries] of reply ?? []) {
+          for (const [id, fields] of entries) {
+            lastId = id;
+            latencies.push(now() - Number(fields[3]));
+          }
+        }
+      }
+    })();
     const started = now();
     const ids = await Promise.all(Array.from({ length: JOBS }, async (_, n) => [(await queue.add('job', n)).id, n]));
     await all;
     elapsed = now() - started;
+    reading = false;
+    await read;
+    await reader?.quit();
     for (const [id, n] of ids) if (Number(done.get(id)) === n * 2) checked++;
     await events.close();
     await queue.obliterate({ force: true });
@@ -175,14 +205,13 @@ async function runMode(mode, server, round) {
   const { user, system } = process.cpuUsage(producerCpu);
   const workerCpu = await stopWorkers();
   const commands = await commandStats(admin);
-  if (mode === 'runner') {
-    let cursor = '0';
-    do {
-      const [next, keys] = await admin.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-      cursor = next;
-      if (keys.length > 0) await admin.del(...keys);
-    } while (cursor !== '0');
-  }
+  // Whatever is left under this mode's prefix (the runner's jobs, the bare+durable stream).
+  let cursor = '0';
+  do {
+    const [next, keys] = await admin.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+    cursor = next;
+    if (keys.length > 0) await admin.del(...keys);
+  } while (cursor !== '0');
   await admin.quit();
   if (checked !== JOBS) throw new Error(`${mode}: ${String(checked)} of ${String(JOBS)} results right`);
   latencies.sort((a, b) => a - b);
@@ -191,8 +220,8 @@ async function runMode(mode, server, round) {
 
 const server = await redis();
 const modes = args.modes.split(',');
-if (!modes.includes('bare') || modes.some((mode) => !['runner', 'bare', 'bare+progress'].includes(mode))) {
-  throw new TypeError(`Expected --modes to list bare and any of runner, bare+progress, got ${args.modes}`);
+if (!modes.includes('bare') || modes.some((mode) => !['runner', 'bare', 'bare+progress', 'bare+durable'].includes(mode))) {
+  throw new TypeError(`Expected --modes to list bare and any of runner, bare+progress, bare+durable, got ${args.modes}`);
 }
 const rows = [];
 try {
