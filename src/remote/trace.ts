@@ -45,13 +45,23 @@ export interface TraceContextCarrier {
 export interface RunJobData {
   /** The request's `processing`, encoded by the codec. */
   readonly processing: string;
-  /** The producer's stream that the run's events go to, and the run's number there. */
-  readonly events: { readonly stream: string; readonly run: number };
+  /** Where the run's events go. */
+  readonly events: {
+    /** The producer's stream (its key). */
+    readonly stream: string;
+    /** The run's number at the producer: every entry of the run carries it. */
+    readonly run: number;
+  };
   /** Headers from the producer's `traceContext.inject()`. */
   readonly trace?: Readonly<Record<string, string>>;
   /**
    * Set by the producer when it cancels the run: a worker that takes the job after that never
    * starts the run.
    */
-  readonly cancelled?: { readonly name: string; readonly message: string };
+  readonly cancelled?: {
+    /** The reason's name: `AbortError` or `TimeoutError`. */
+    readonly name: string;
+    /** The reason's message. */
+    readonly message: string;
+  };
 }

@@ -212,7 +212,10 @@ test('SSE clients that disconnect mid-run leave no listener behind (listenerCoun
 });
 
 test('an open stream gets heartbeat comments that keep proxies from closing it (a raw fetch reader sees them)', async () => {
-  await start({ sseHeartbeatMs: 50 });
+  await start({ sseHeartbeatMs: 50, concurrency: 1 });
+  // The stream followed is of a run waiting behind a long one: idle for as long as that one runs
+  // (a run of its own could be over, or nearly, before the stream opens on a loaded machine).
+  const blocker = await submit({ prompt: PROMPT, seed: 3, steps: 150, width: 256, height: 256 });
   const id = await submit({ prompt: PROMPT, seed: 4, steps: 150, width: 64, height: 64 });
   const controller = new AbortController();
   const response = await fetch(`${server.url}/v1/runs/${id}/events`, { headers: { accept: 'text/event-stream' }, signal: controller.signal });
@@ -227,6 +230,8 @@ test('an open stream gets heartbeat comments that keep proxies from closing it (
   }
   expect(text).toContain(': heartbeat\n\n');
   controller.abort();
-  const record = server.app.runs.get(id);
-  if (record !== undefined) server.app.runs.cancel(record, new Error('test over'));
+  for (const run of [id, blocker]) {
+    const record = server.app.runs.get(run);
+    if (record !== undefined) server.app.runs.cancel(record, new Error('test over'));
+  }
 });
