@@ -541,6 +541,33 @@ describeRedis('RemoteRunner and startWorker', () => {
     expect(await admin.exists(String(inbox))).toBe(0);
   });
 
+  test('.close() (producer) - a worker that writes to the stream after it was deleted leaves one that expires', async () => {
+    const worker = await bench.worker(new ProcessingRunner({ processor: stepper(20) }), { eventsTtlMs: 60_000 });
+    const failed = new Promise<void>((resolve) => {
+      worker.worker.once('failed', () => {
+        resolve();
+      });
+    });
+    const remote = bench.remote<number, string>();
+    // A first job of this producer's settles on this worker, as jobs before the last one do.
+    await expect(remote.run(new ProcessingRequest(1))).resolves.toBe('did 1');
+    const controller = new AbortController();
+    remote.on('progress', (_state, { step }) => {
+      if (step === 1) controller.abort();
+    });
+    await expect(remote.run(new ProcessingRequest(50), { signal: controller.signal })).rejects.toMatchObject({ name: 'AbortError' });
+    // Closed (its stream deleted) while the worker is still stopping the run (it notices between
+    // two 20 ms steps), which then writes its `cancelled` and `settled` entries: a stream anew.
+    await remote.close();
+    await failed;
+    await sleep(50);
+    const keys = await admin.keys(`${bench.prefix}:q:runner:inbox:*`);
+    expect(keys).toHaveLength(1);
+    const ttl = await admin.pttl(String(keys[0]));
+    expect(ttl).toBeGreaterThan(0);
+    expect(ttl).toBeLessThanOrEqual(60_000);
+  });
+
   test('jsonCodec - refuses what JSON would change, naming where', () => {
     expect(jsonCodec.decode(jsonCodec.encode({ a: [1, 'x', null, true], b: undefined }))).toEqual({ a: [1, 'x', null, true] });
     expect(() => jsonCodec.encode({ a: [1, Number.NaN] })).toThrow('Expected a JSON value at `value.a[1]`, got `NaN` (number)');

@@ -57,9 +57,9 @@ export interface StartWorkerOptions extends RunQueueOptions {
    */
   readonly maxStalledCount?: number | undefined;
   /**
-   * How long (ms) a producer's event stream is kept after the last of its jobs settled (at least
-   * 90% of this: the expiry is renewed once a tenth of it has passed), for a producer that reads
-   * late; a producer that stops for good without `close()` leaves its stream to expire.
+   * How long (ms) a producer's event stream is kept after the last of its jobs settled, for a
+   * producer that reads late; a producer that stops for good without `close()` leaves its
+   * stream to expire.
    *
    * @default 3600000
    */
@@ -290,8 +290,6 @@ export async function startWorker<P, R>(runner: ProcessingRunner<P, R>, options:
   });
   worker.on('error', onError);
   // After each attempt BullMQ has moved the job on: tell the producer to read the job's state.
-  /** When this worker last set each producer's stream to expire (ms), to do it once in a while, not per job. */
-  const expirySet = new Map<string, number>();
   const report = (error: unknown): void => {
     onError(asError(error));
   };
@@ -299,17 +297,10 @@ export async function startWorker<P, R>(runner: ProcessingRunner<P, R>, options:
     const events = job?.data.events;
     if (job === undefined || !isEventsTarget(events)) return;
     redis.xadd(events.stream, '*', ...entryFields('settled', events.run, Math.max(job.attemptsStarted, job.attemptsMade), undefined)).catch(report);
-    // The stream outlives its producer by `eventsTtlMs` at most: the expiry is renewed (to the full
-    // time) when a tenth of it has passed, so it is never more than 10% short.
-    const now = Date.now();
-    if (now - (expirySet.get(events.stream) ?? -Infinity) < eventsTtlMs / 10) return;
-    expirySet.delete(events.stream);
-    expirySet.set(events.stream, now);
+    // Every time, not once in a while: the producer deletes its stream in close(), and a worker
+    // that wrote to it after that (a run cancelled there, finishing here) made it anew, without
+    // an expiry. Two commands sent together, not a MULTI (ioredis builds a pipeline object for it).
     redis.pexpire(events.stream, eventsTtlMs).catch(report);
-    for (const [stream, at] of expirySet) {
-      if (now - at < eventsTtlMs) break;
-      expirySet.delete(stream);
-    }
   };
   worker.on('completed', settled);
   worker.on('failed', settled);
