@@ -137,6 +137,15 @@ const LIBRARY: readonly Row[] = [
     TypeError,
     'Expected `options.signal` to be an AbortSignal, got an object',
   ],
+  ['run(request, { signal: null })', ({ runner, request }) => runner.run(request, { signal: null as never }), TypeError, 'Expected `options.signal` to be an AbortSignal, got `null`'],
+  [
+    "run(request, { signal }) a function with an AbortSignal's members",
+    ({ runner, request }) => runner.run(request, { signal: Object.assign(function signal(): undefined {
+      return undefined;
+    }, { aborted: false, addEventListener: fn, removeEventListener: fn }) as never }),
+    TypeError,
+    'Expected `options.signal` to be an AbortSignal, got a function `signal`',
+  ],
   ['run(request, { timeoutMs: -1 })', ({ runner, request }) => runner.run(request, { timeoutMs: -1 }), TypeError, 'Expected `options.timeoutMs` to be a number from 0 to 2147483647, got `-1` (number)'],
   ['run(request, { timeoutMs: NaN })', ({ runner, request }) => runner.run(request, { timeoutMs: Number.NaN }), TypeError, 'Expected `options.timeoutMs` to be a number from 0 to 2147483647, got `NaN` (number)'],
   ['run(request, { timeoutMs: 2 ** 31 })', ({ runner, request }) => runner.run(request, { timeoutMs: 2 ** 31 }), TypeError, 'Expected `options.timeoutMs` to be a number from 0 to 2147483647, got `2147483648` (number)'],
@@ -176,6 +185,7 @@ const LIBRARY: readonly Row[] = [
 
   // recordEvents(runner, events)
   ['recordEvents(42)', () => recordEvents(42 as never), TypeError, 'Expected `runner` to be a ProcessingRunner, got `42` (number)'],
+  ['recordEvents(an emitter without on)', () => recordEvents({ off: fn, wrapPhases: fn } as never), TypeError, 'Expected `runner` to be a ProcessingRunner, got an object'],
   ['recordEvents(runner, "start")', ({ runner }) => recordEvents(runner, 'start' as never), TypeError, 'Expected `events` to be an array of event names, got `"start"` (string)'],
   [
     'recordEvents(runner, ["start", "finish"])',
@@ -184,8 +194,16 @@ const LIBRARY: readonly Row[] = [
     'Expected `events` to hold only runner event names (start, prepare, progress, execute, finalize, error, cancelled, listenerError), got `"finish"` (string)',
   ],
 
+  [
+    'recordEvents(runner, [["start"]]) (an array in the array)',
+    ({ runner }) => recordEvents(runner, [['start']] as never),
+    TypeError,
+    'Expected `events` to hold only runner event names (start, prepare, progress, execute, finalize, error, cancelled, listenerError), got an array',
+  ],
+
   // attachTracing(runner, options) and attachDiagnosticsChannel(runner)
   ['attachTracing(runner, undefined)', ({ runner }) => attachTracing(runner, undefined as never), TypeError, 'Expected `options` to be an object like { tracer }, got `undefined`'],
+  ['attachTracing(runner, { tracer: null })', ({ runner }) => attachTracing(runner, { tracer: null as never }), TypeError, 'Expected `options.tracer` to be an OpenTelemetry Tracer, got `null`'],
   ['attachTracing(runner, { tracer: {} })', ({ runner }) => attachTracing(runner, { tracer: {} as never }), TypeError, 'Expected `options.tracer` to be an OpenTelemetry Tracer, got an object'],
   [
     'attachTracing(runner, { tracer, requestAttributes: {} })',

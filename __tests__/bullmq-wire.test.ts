@@ -1,6 +1,6 @@
 // The pieces of processing-runner/bullmq that need no Redis: connection URLs, the stream entry
 // and error formats, the codec wrapper and the W3C trace context carrier.
-import { context, trace, TraceFlags } from '@opentelemetry/api';
+import { context, createTraceState, trace, TraceFlags } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 
 import { jsonCodec, RemoteRunError } from '../src/bullmq.js';
@@ -118,5 +118,27 @@ describe('w3cTraceContext', () => {
     expect(w3cTraceContext.extract({ traceparent: 'garbage' }, () => trace.getSpanContext(context.active()))).toBeUndefined();
     expect(w3cTraceContext.extract({}, () => 'ran')).toBe('ran');
     expect(w3cTraceContext.extract({ traceparent: `00-${'0'.repeat(32)}-b7ad6b7169203331-01` }, () => trace.getSpanContext(context.active()))).toBeUndefined();
+  });
+
+  test('.inject() - no tracestate key when the span has no trace state or an empty one', () => {
+    const traceparent = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
+    for (const traceState of [undefined, createTraceState('')]) {
+      const active = trace.setSpanContext(context.active(), traceState === undefined ? spanContext : { ...spanContext, traceState });
+      expect(context.with(active, () => w3cTraceContext.inject())).toStrictEqual({ traceparent });
+    }
+  });
+
+  test('.extract() - a traceparent with anything before or after it is not one: the context is left alone', () => {
+    const traceparent = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
+    for (const bad of [`x${traceparent}`, `${traceparent}-ff`, ` ${traceparent}`]) {
+      expect(w3cTraceContext.extract({ traceparent: bad }, () => trace.getSpanContext(context.active()))).toBeUndefined();
+    }
+  });
+
+  test('.extract() - the remote span context has the tracestate header\'s trace state, and none without the header', () => {
+    const traceparent = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
+    const read = (headers: Record<string, string>): unknown => w3cTraceContext.extract(headers, () => trace.getSpanContext(context.active())?.traceState?.serialize());
+    expect(read({ traceparent, tracestate: 'a=1,b=2' })).toBe('a=1,b=2');
+    expect(read({ traceparent })).toBeUndefined();
   });
 });
