@@ -98,6 +98,15 @@ const LIBRARY: readonly Row[] = [
   ['new ProcessingRunner("fast")', () => new ProcessingRunner('fast' as never), TypeError, 'Expected `options` to be an object like { processor }, got `"fast"` (string)'],
   ['new ProcessingRunner({ processor: 42 })', () => new ProcessingRunner({ processor: 42 as never }), TypeError, 'Expected `processor` to be a function, got `42` (number)'],
   ['new ProcessingRunner({ processor: {} })', () => new ProcessingRunner({ processor: {} as never }), TypeError, 'Expected `processor` to be a function, got an object'],
+  [
+    'new ProcessingRunner({ processor: parsed JSON with a "constructor" key })',
+    () => new ProcessingRunner({ processor: JSON.parse('{"constructor": null}') as never }),
+    TypeError,
+    'Expected `processor` to be a function, got an object',
+  ],
+  ['new ProcessingRunner({ processor: an instance of an anonymous class })', () => new ProcessingRunner({ processor: new (class {
+      readonly size = 1;
+    })() as never }), TypeError, 'Expected `processor` to be a function, got an object'],
   ['new ProcessingRunner({ processor: null })', () => new ProcessingRunner({ processor: null as never }), TypeError, 'Expected `processor` to be a function, got `null`'],
 
   // run(request) and runSync(request)
@@ -117,6 +126,7 @@ const LIBRARY: readonly Row[] = [
   // run(request, options)
   ['run(request, null)', ({ runner, request }) => runner.run(request, null as never), TypeError, 'Expected `options` to be an object like { signal, timeoutMs }, got `null`'],
   ['run(request, 1000)', ({ runner, request }) => runner.run(request, 1000 as never), TypeError, 'Expected `options` to be an object like { signal, timeoutMs }, got `1000` (number)'],
+  ['run(request, an arrow function)', ({ runner, request }) => runner.run(request, (() => ({ timeoutMs: 10 })) as never), TypeError, 'Expected `options` to be an object like { signal, timeoutMs }, got a function'],
   ['run(request, { signal: {} })', ({ runner, request }) => runner.run(request, { signal: {} as never }), TypeError, 'Expected `options.signal` to be an AbortSignal, got an object'],
   ['run(request, { signal: controller })', ({ runner, request }) => runner.run(request, { signal: new AbortController() as never }), TypeError, 'Expected `options.signal` to be an AbortSignal, got an instance of `AbortController`'],
   [

@@ -262,6 +262,19 @@ describe('phase failures (contract 4)', () => {
     expect(() => new Async({ processor: draw }).runSync(request())).toThrow(new RegExp(`Expected ${phase}\\(\\) to return synchronously`));
   });
 
+  test('.run() and .runSync() - a function with a then method is a thenable, as await sees it: run() awaits it, runSync() refuses it', async () => {
+    const thenableFunction = Object.assign(() => undefined, {
+      then: (resolve: (value: Output) => void) => {
+        resolve({ image: 'from then' });
+      },
+    });
+    const runner = new ProcessingRunner<Payload, Output>({ processor: () => thenableFunction as unknown as Output });
+    await expect(runner.run(request())).resolves.toEqual({ image: 'from then' });
+    expect(() => runner.runSync(request())).toThrow(
+      new TypeError('Expected execute() to return synchronously in runSync(), got a thenable; use run() for asynchronous phases'),
+    );
+  });
+
   test('.run() - async prepare and finalize are awaited', async () => {
     class Async extends ProcessingRunner<Payload, Output> {
       override async prepare(req: ProcessingRequestLike<Payload>, runId: number): Promise<ProcessingState<Payload>> {
