@@ -3,7 +3,7 @@
 import { context, createTraceState, trace, TraceFlags } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 
-import { jsonCodec, RemoteRunError } from '../src/bullmq.js';
+import { jsonCodec, RemoteRunError, RemoteRunner, type RemoteRunnerOptions } from '../src/bullmq.js';
 import { encodeWith } from '../src/remote/codec.js';
 import { asError, BATCH, entryFields, parseEntry, parseWireError, toAbortReason, toRedisOptions, toWireError, unbatch } from '../src/remote/wire.js';
 import { w3cTraceContext } from '../src/tracing.js';
@@ -91,6 +91,40 @@ describe('codec', () => {
     const returnsNumber = { encode: () => 1 as unknown as string, decode: (text: string): unknown => text };
     expect(() => encodeWith(returnsNumber, 1, 'the value')).toThrow("Expected the codec's encode() to return a string, got `1` (number)");
     expect(encodeWith(jsonCodec, [1], 'the value')).toBe('[1]');
+  });
+});
+
+describe('options', () => {
+  const connection = 'redis://127.0.0.1:1';
+  const fn = (): undefined => undefined;
+
+  test('new RemoteRunner() - refuses options that are not an object, a bad prefix and a half codec with the house message, before connecting', () => {
+    const refused = (options: unknown, message: string): void => {
+      expect(() => new RemoteRunner(options as RemoteRunnerOptions)).toThrow(new TypeError(message));
+    };
+    refused(null, 'Expected `options` to be an object like { queueName, connection }, got `null`');
+    refused('q', 'Expected `options` to be an object like { queueName, connection }, got `"q"` (string)');
+    refused({ queueName: 'q', connection, prefix: 'a:b' }, 'Expected `options.prefix` to be a non-empty string without spaces or colons, got `"a:b"` (string)');
+    refused({ queueName: 'q', connection, codec: { encode: fn } }, 'Expected `options.codec` to be an object like { encode, decode }, got an object');
+    refused({ queueName: 'q', connection, codec: { decode: fn } }, 'Expected `options.codec` to be an object like { encode, decode }, got an object');
+  });
+
+  test('encodeWith() - keeps what the codec threw as the cause of its TypeError', () => {
+    const failure = new RangeError('too deep');
+    const codec = {
+      encode: (): string => {
+        throw failure;
+      },
+      decode: (text: string): unknown => text,
+    };
+    let thrown: unknown;
+    try {
+      encodeWith(codec, 1, 'the value');
+    } catch (error) {
+      thrown = error;
+    }
+    expect(thrown).toEqual(new TypeError('Expected the value to be serialisable by the codec, got `1` (number) (too deep)'));
+    expect((thrown as Error).cause).toBe(failure);
   });
 });
 
