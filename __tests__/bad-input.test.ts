@@ -98,6 +98,15 @@ const LIBRARY: readonly Row[] = [
   ['new ProcessingRunner("fast")', () => new ProcessingRunner('fast' as never), TypeError, 'Expected `options` to be an object like { processor }, got `"fast"` (string)'],
   ['new ProcessingRunner({ processor: 42 })', () => new ProcessingRunner({ processor: 42 as never }), TypeError, 'Expected `processor` to be a function, got `42` (number)'],
   ['new ProcessingRunner({ processor: {} })', () => new ProcessingRunner({ processor: {} as never }), TypeError, 'Expected `processor` to be a function, got an object'],
+  [
+    'new ProcessingRunner({ processor: parsed JSON with a "constructor" key })',
+    () => new ProcessingRunner({ processor: JSON.parse('{"constructor": null}') as never }),
+    TypeError,
+    'Expected `processor` to be a function, got an object',
+  ],
+  ['new ProcessingRunner({ processor: an instance of an anonymous class })', () => new ProcessingRunner({ processor: new (class {
+      readonly size = 1;
+    })() as never }), TypeError, 'Expected `processor` to be a function, got an object'],
   ['new ProcessingRunner({ processor: null })', () => new ProcessingRunner({ processor: null as never }), TypeError, 'Expected `processor` to be a function, got `null`'],
 
   // run(request) and runSync(request)
@@ -117,6 +126,7 @@ const LIBRARY: readonly Row[] = [
   // run(request, options)
   ['run(request, null)', ({ runner, request }) => runner.run(request, null as never), TypeError, 'Expected `options` to be an object like { signal, timeoutMs }, got `null`'],
   ['run(request, 1000)', ({ runner, request }) => runner.run(request, 1000 as never), TypeError, 'Expected `options` to be an object like { signal, timeoutMs }, got `1000` (number)'],
+  ['run(request, an arrow function)', ({ runner, request }) => runner.run(request, (() => ({ timeoutMs: 10 })) as never), TypeError, 'Expected `options` to be an object like { signal, timeoutMs }, got a function'],
   ['run(request, { signal: {} })', ({ runner, request }) => runner.run(request, { signal: {} as never }), TypeError, 'Expected `options.signal` to be an AbortSignal, got an object'],
   ['run(request, { signal: controller })', ({ runner, request }) => runner.run(request, { signal: new AbortController() as never }), TypeError, 'Expected `options.signal` to be an AbortSignal, got an instance of `AbortController`'],
   [
@@ -136,6 +146,15 @@ const LIBRARY: readonly Row[] = [
     ({ runner, request }) => runner.run(request, { signal: { aborted: 'no', addEventListener: fn, removeEventListener: fn } as never }),
     TypeError,
     'Expected `options.signal` to be an AbortSignal, got an object',
+  ],
+  ['run(request, { signal: null })', ({ runner, request }) => runner.run(request, { signal: null as never }), TypeError, 'Expected `options.signal` to be an AbortSignal, got `null`'],
+  [
+    "run(request, { signal }) a function with an AbortSignal's members",
+    ({ runner, request }) => runner.run(request, { signal: Object.assign(function signal(): undefined {
+      return undefined;
+    }, { aborted: false, addEventListener: fn, removeEventListener: fn }) as never }),
+    TypeError,
+    'Expected `options.signal` to be an AbortSignal, got a function `signal`',
   ],
   ['run(request, { timeoutMs: -1 })', ({ runner, request }) => runner.run(request, { timeoutMs: -1 }), TypeError, 'Expected `options.timeoutMs` to be a number from 0 to 2147483647, got `-1` (number)'],
   ['run(request, { timeoutMs: NaN })', ({ runner, request }) => runner.run(request, { timeoutMs: Number.NaN }), TypeError, 'Expected `options.timeoutMs` to be a number from 0 to 2147483647, got `NaN` (number)'],
@@ -176,6 +195,7 @@ const LIBRARY: readonly Row[] = [
 
   // recordEvents(runner, events)
   ['recordEvents(42)', () => recordEvents(42 as never), TypeError, 'Expected `runner` to be a ProcessingRunner, got `42` (number)'],
+  ['recordEvents(an emitter without on)', () => recordEvents({ off: fn, wrapPhases: fn } as never), TypeError, 'Expected `runner` to be a ProcessingRunner, got an object'],
   ['recordEvents(runner, "start")', ({ runner }) => recordEvents(runner, 'start' as never), TypeError, 'Expected `events` to be an array of event names, got `"start"` (string)'],
   [
     'recordEvents(runner, ["start", "finish"])',
@@ -184,8 +204,16 @@ const LIBRARY: readonly Row[] = [
     'Expected `events` to hold only runner event names (start, prepare, progress, execute, finalize, error, cancelled, listenerError), got `"finish"` (string)',
   ],
 
+  [
+    'recordEvents(runner, [["start"]]) (an array in the array)',
+    ({ runner }) => recordEvents(runner, [['start']] as never),
+    TypeError,
+    'Expected `events` to hold only runner event names (start, prepare, progress, execute, finalize, error, cancelled, listenerError), got an array',
+  ],
+
   // attachTracing(runner, options) and attachDiagnosticsChannel(runner)
   ['attachTracing(runner, undefined)', ({ runner }) => attachTracing(runner, undefined as never), TypeError, 'Expected `options` to be an object like { tracer }, got `undefined`'],
+  ['attachTracing(runner, { tracer: null })', ({ runner }) => attachTracing(runner, { tracer: null as never }), TypeError, 'Expected `options.tracer` to be an OpenTelemetry Tracer, got `null`'],
   ['attachTracing(runner, { tracer: {} })', ({ runner }) => attachTracing(runner, { tracer: {} as never }), TypeError, 'Expected `options.tracer` to be an OpenTelemetry Tracer, got an object'],
   [
     'attachTracing(runner, { tracer, requestAttributes: {} })',

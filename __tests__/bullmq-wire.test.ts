@@ -1,9 +1,9 @@
 // The pieces of processing-runner/bullmq that need no Redis: connection URLs, the stream entry
 // and error formats, the codec wrapper and the W3C trace context carrier.
-import { context, trace, TraceFlags } from '@opentelemetry/api';
+import { context, createTraceState, trace, TraceFlags } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 
-import { jsonCodec, RemoteRunError } from '../src/bullmq.js';
+import { jsonCodec, RemoteRunError, RemoteRunner, type RemoteRunnerOptions } from '../src/bullmq.js';
 import { encodeWith } from '../src/remote/codec.js';
 import { compareIds } from '../src/remote/reader.js';
 import { asError, BATCH, entryFields, parseEntry, parseWireError, toAbortReason, toRedisOptions, toWireError, unbatch, WAKE } from '../src/remote/wire.js';
@@ -103,6 +103,40 @@ describe('codec', () => {
   });
 });
 
+describe('options', () => {
+  const connection = 'redis://127.0.0.1:1';
+  const fn = (): undefined => undefined;
+
+  test('new RemoteRunner() - refuses options that are not an object, a bad prefix and a half codec with the house message, before connecting', () => {
+    const refused = (options: unknown, message: string): void => {
+      expect(() => new RemoteRunner(options as RemoteRunnerOptions)).toThrow(new TypeError(message));
+    };
+    refused(null, 'Expected `options` to be an object like { queueName, connection }, got `null`');
+    refused('q', 'Expected `options` to be an object like { queueName, connection }, got `"q"` (string)');
+    refused({ queueName: 'q', connection, prefix: 'a:b' }, 'Expected `options.prefix` to be a non-empty string without spaces or colons, got `"a:b"` (string)');
+    refused({ queueName: 'q', connection, codec: { encode: fn } }, 'Expected `options.codec` to be an object like { encode, decode }, got an object');
+    refused({ queueName: 'q', connection, codec: { decode: fn } }, 'Expected `options.codec` to be an object like { encode, decode }, got an object');
+  });
+
+  test('encodeWith() - keeps what the codec threw as the cause of its TypeError', () => {
+    const failure = new RangeError('too deep');
+    const codec = {
+      encode: (): string => {
+        throw failure;
+      },
+      decode: (text: string): unknown => text,
+    };
+    let thrown: unknown;
+    try {
+      encodeWith(codec, 1, 'the value');
+    } catch (error) {
+      thrown = error;
+    }
+    expect(thrown).toEqual(new TypeError('Expected the value to be serialisable by the codec, got `1` (number) (too deep)'));
+    expect((thrown as Error).cause).toBe(failure);
+  });
+});
+
 describe('w3cTraceContext', () => {
   const manager = new AsyncLocalStorageContextManager();
   beforeAll(() => {
@@ -127,5 +161,27 @@ describe('w3cTraceContext', () => {
     expect(w3cTraceContext.extract({ traceparent: 'garbage' }, () => trace.getSpanContext(context.active()))).toBeUndefined();
     expect(w3cTraceContext.extract({}, () => 'ran')).toBe('ran');
     expect(w3cTraceContext.extract({ traceparent: `00-${'0'.repeat(32)}-b7ad6b7169203331-01` }, () => trace.getSpanContext(context.active()))).toBeUndefined();
+  });
+
+  test('.inject() - no tracestate key when the span has no trace state or an empty one', () => {
+    const traceparent = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
+    for (const traceState of [undefined, createTraceState('')]) {
+      const active = trace.setSpanContext(context.active(), traceState === undefined ? spanContext : { ...spanContext, traceState });
+      expect(context.with(active, () => w3cTraceContext.inject())).toStrictEqual({ traceparent });
+    }
+  });
+
+  test('.extract() - a traceparent with anything before or after it is not one: the context is left alone', () => {
+    const traceparent = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
+    for (const bad of [`x${traceparent}`, `${traceparent}-ff`, ` ${traceparent}`]) {
+      expect(w3cTraceContext.extract({ traceparent: bad }, () => trace.getSpanContext(context.active()))).toBeUndefined();
+    }
+  });
+
+  test('.extract() - the remote span context has the tracestate header\'s trace state, and none without the header', () => {
+    const traceparent = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
+    const read = (headers: Record<string, string>): unknown => w3cTraceContext.extract(headers, () => trace.getSpanContext(context.active())?.traceState?.serialize());
+    expect(read({ traceparent, tracestate: 'a=1,b=2' })).toBe('a=1,b=2');
+    expect(read({ traceparent })).toBeUndefined();
   });
 });

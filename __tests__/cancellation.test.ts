@@ -184,7 +184,8 @@ describe('.run(request, { timeoutMs })', () => {
     const { names, cancelled } = watch(runner);
     const rejection = await runner.run(request(), { timeoutMs: 5 }).catch((reason: unknown) => reason);
     expect(rejection).toBeInstanceOf(DOMException);
-    expect(rejection).toMatchObject({ name: 'TimeoutError' });
+    // The name and message Node's AbortSignal.timeout() gives its reason.
+    expect(rejection).toMatchObject({ name: 'TimeoutError', message: 'The operation was aborted due to timeout' });
     expect(cancelled).toHaveBeenCalledWith(rejection, expect.objectContaining({ phase: 'execute' }));
     expect(names).toEqual(['start', 'prepare', 'cancelled']);
   });

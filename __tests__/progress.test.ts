@@ -83,6 +83,23 @@ describe('context.reportProgress() - progress events', () => {
     expect(onProgress).not.toHaveBeenCalled();
   });
 
+  test.each([
+    [{ step: 0, total: 5 }, 'step 0, before the first step'],
+    [{ step: 5, total: 5 }, 'step equal to total, the last one'],
+    [{ step: 0.5, total: 0.5 }, 'fractional numbers'],
+  ])('accepts the bounds: %p (%s) is emitted as given', (update) => {
+    const runner = new ProcessingRunner<number, string>({
+      processor: (_steps, { reportProgress }) => {
+        reportProgress(update);
+        return 'done';
+      },
+    });
+    const updates: ProgressUpdate[] = [];
+    runner.on('progress', (_state, given) => updates.push(given));
+    expect(runner.runSync(request(1))).toBe('done');
+    expect(updates).toEqual([update]);
+  });
+
   test('a bad update throws even when nobody listens to progress', () => {
     const runner = new ProcessingRunner<number, string>({
       processor: (_steps, { reportProgress }) => {

@@ -233,6 +233,32 @@ describe('.run() - what counts as the cancellation', () => {
     expect(error).not.toHaveBeenCalled();
   });
 
+  test.each([
+    ['undefined', undefined],
+    ['null', null],
+    ['a string', 'stopped'],
+    ['a plain object named AbortError', { name: 'AbortError', message: 'not an Error' }],
+  ])('a processor that throws %s (not an Error) after the abort: an error with that value, not a cancellation', async (_name, thrown) => {
+    const controller = new AbortController();
+    const runner = new ProcessingRunner({
+      processor: () => {
+        controller.abort(new Error('caller stopped'));
+        // eslint-disable-next-line @typescript-eslint/only-throw-error -- the point of the test
+        throw thrown;
+      },
+    });
+    const cancelled = jest.fn();
+    const error = jest.fn();
+    runner.on('cancelled', cancelled).on('error', error);
+    const rejection: unknown = await runner.run(request, { signal: controller.signal }).then(
+      () => 'resolved',
+      (reason: unknown) => reason,
+    );
+    expect(rejection).toBe(thrown);
+    expect(error).toHaveBeenCalledWith(thrown, expect.objectContaining({ phase: 'execute' }));
+    expect(cancelled).not.toHaveBeenCalled();
+  });
+
   test('an AbortError thrown while the signal has not aborted is an error, not a cancellation', async () => {
     const controller = new AbortController();
     const thrown = new DOMException('aborted elsewhere', 'AbortError');

@@ -1,5 +1,7 @@
 // Pins the behaviour that the performance changes to src/runner.ts (bench/, issue 5) must keep:
 // the state check of an overridden prepare(), and listener dispatch order and isolation.
+import { EventEmitter } from 'eventemitter3';
+
 import { ProcessingRequest, ProcessingRunner, type ProcessingRequestLike, type ProcessingState } from '../src/index.js';
 
 const request = new ProcessingRequest({ n: 21 });
@@ -40,6 +42,35 @@ describe('prepare()', () => {
     }
     await expect(new NullRunner({ processor: double }).run(request)).rejects.toThrow(TypeError);
     await expect(new WrongIdRunner({ processor: double }).run(request)).rejects.toThrow(/with runId/);
+  });
+
+  test.each([
+    ['undefined', undefined, '`undefined`'],
+    ['null', null, '`null`'],
+    ['a string', 'state', '`"state"` (string)'],
+  ])('.run() and .runSync() - an overridden prepare() that returns %s fails in prepare, saying what it got', async (_name, returned, got) => {
+    class BadPrepare extends ProcessingRunner<{ n: number }, { doubled: number }> {
+      override prepare(): ProcessingState<{ n: number }> {
+        return returned as unknown as ProcessingState<{ n: number }>;
+      }
+    }
+    const runner = new BadPrepare({ processor: double });
+    const failures: [unknown, string, number][] = [];
+    runner.on('error', (error, { phase, runId }) => failures.push([error, phase, runId]));
+    const thrown: unknown[] = [];
+    try {
+      runner.runSync(request);
+    } catch (error) {
+      thrown.push(error);
+    }
+    thrown.push(await runner.run(request).catch((error: unknown) => error));
+    expect(failures).toHaveLength(2);
+    failures.forEach(([error, phase, runId], index) => {
+      expect(phase).toBe('prepare');
+      expect(error).toBe(thrown[index]);
+      expect(error).toEqual(new TypeError(`Expected prepare() to return a state with runId ${String(runId)}, got ${got}`));
+      expect(error).toBeInstanceOf(TypeError);
+    });
   });
 
   test('.runSync() - a prepare() assigned on the instance is checked too', () => {
@@ -278,6 +309,125 @@ describe('listener dispatch', () => {
     runner.on('error', (error, { phase }) => events.push(`error ${phase} ${String(error === boom)}`));
     expect(() => runner.runSync(request)).toThrow(boom);
     expect(events).toEqual(['execute', 'error finalize true']);
+  });
+
+  test.each([
+    ['prepare', 'throws', undefined],
+    ['execute', 'throws', undefined],
+    ['finalize', 'throws', undefined],
+    ['prepare', 'returns a promise', 'Expected prepare() to return synchronously in runSync(), got a thenable; use run() for asynchronous phases'],
+    ['execute', 'returns a promise', 'Expected execute() to return synchronously in runSync(), got a thenable; use run() for asynchronous phases'],
+    ['finalize', 'returns a promise', 'Expected finalize() to return synchronously in runSync(), got a thenable; use run() for asynchronous phases'],
+  ] as const)('.runSync() - with or without run-event listeners, a %s phase that %s fails the run in that phase', (failing, how, message) => {
+    const boom = new Error(`${failing} failed`);
+    const fail = (phase: string, value: unknown): unknown => {
+      if (phase !== failing) return value;
+      if (how === 'throws') throw boom;
+      return Promise.resolve(value);
+    };
+    class Failing extends ProcessingRunner<{ n: number }, { doubled: number }> {
+      override prepare(given: ProcessingRequestLike<{ n: number }>, runId: number): ProcessingState<{ n: number }> {
+        return fail('prepare', super.prepare(given, runId)) as ProcessingState<{ n: number }>;
+      }
+      override execute(state: ProcessingState<{ n: number }>): { doubled: number } {
+        return fail('execute', double(state.processing)) as { doubled: number };
+      }
+      override finalize(_state: ProcessingState<{ n: number }>, result: { doubled: number }): { doubled: number } {
+        return fail('finalize', result) as { doubled: number };
+      }
+    }
+    for (const listening of [false, true]) {
+      const runner = new Failing();
+      const events: string[] = [];
+      // A `start` listener sends runSync() down its emitting path; `error` alone does not.
+      if (listening) runner.on('start', () => events.push('start'));
+      runner.on('error', (_error, failure) => events.push(`error ${failure.phase} ${String('state' in failure)}`));
+      let thrown: unknown;
+      try {
+        runner.runSync(request);
+      } catch (error) {
+        thrown = error;
+      }
+      if (message === undefined) expect(thrown).toBe(boom);
+      else expect(thrown).toEqual(new TypeError(message));
+      expect(events).toEqual([...(listening ? ['start'] : []), `error ${failing} ${String(failing !== 'prepare')}`]);
+    }
+  });
+
+  test('.run() - a throwing listener on any run event or progress changes nothing, and each error reaches listenerError with its event', async () => {
+    const runner = new ProcessingRunner({
+      processor: (payload: { n: number }, { reportProgress }) => {
+        reportProgress({ step: 1, total: 1 });
+        return double(payload);
+      },
+    });
+    const heard: [string, string][] = [];
+    const after: string[] = [];
+    runner.on('listenerError', (error, { event }) => heard.push([(error as Error).message, event]));
+    for (const event of ['start', 'prepare', 'progress', 'execute', 'finalize'] as const) {
+      runner.on(event, () => {
+        throw new Error(event);
+      });
+      runner.on(event, () => after.push(event));
+    }
+    await expect(runner.run(request)).resolves.toEqual({ doubled: 42 });
+    expect(after).toEqual(['start', 'prepare', 'progress', 'execute', 'finalize']);
+    expect(heard).toEqual([
+      ['start', 'start'],
+      ['prepare', 'prepare'],
+      ['progress', 'progress'],
+      ['execute', 'execute'],
+      ['finalize', 'finalize'],
+    ]);
+  });
+
+  test('.run() - a throwing error or cancelled listener leaves the rejection as it was, and listenerError hears it with its event', async () => {
+    const boom = new Error('processor failed');
+    const reason = new Error('caller stopped');
+    const controller = new AbortController();
+    const runner = new ProcessingRunner({
+      processor: (payload: { n: number }) => {
+        if (payload.n === 0) throw boom;
+        controller.abort(reason);
+        return double(payload);
+      },
+    });
+    const heard: [string, string][] = [];
+    runner.on('listenerError', (error, { event }) => heard.push([(error as Error).message, event]));
+    runner.on('error', () => {
+      throw new Error('error listener bug');
+    });
+    runner.on('cancelled', () => {
+      throw new Error('cancelled listener bug');
+    });
+    await expect(runner.run(new ProcessingRequest({ n: 0 }))).rejects.toBe(boom);
+    await expect(runner.run(request, { signal: controller.signal })).rejects.toBe(reason);
+    expect(heard).toEqual([
+      ['error listener bug', 'error'],
+      ['cancelled listener bug', 'cancelled'],
+    ]);
+  });
+
+  test('.once() - removes only its own registration: the same function added with .on() keeps listening, as in eventemitter3', () => {
+    const runner = new ProcessingRunner({ processor: double });
+    const plain = new EventEmitter();
+    const calls: string[] = [];
+    const listener = (): void => {
+      calls.push('runner');
+    };
+    const plainListener = (): void => {
+      calls.push('plain');
+    };
+    runner.on('finalize', listener).once('finalize', listener);
+    plain.on('finalize', plainListener).once('finalize', plainListener);
+    for (let round = 0; round < 2; round++) {
+      runner.runSync(request);
+      plain.emit('finalize');
+    }
+    expect(calls.filter((call) => call === 'runner')).toHaveLength(3);
+    expect(calls.filter((call) => call === 'plain')).toHaveLength(3);
+    expect(runner.listenerCount('finalize')).toBe(1);
+    expect(runner.listeners('finalize')).toEqual([listener]);
   });
 
   test('.off() - once the last run-event listener is removed, runs call no listener', () => {

@@ -5,6 +5,7 @@ import { EventEmitter } from 'eventemitter3';
 import {
   ProcessingRequest,
   ProcessingRunner,
+  type PhaseWrapper,
   type ProcessingRequestLike,
   type ProcessingState,
   type RunContext,
@@ -39,6 +40,28 @@ function orderedRunner(trace: string[]): ProcessingRunner<Payload, Output> {
   const runner = new Traced({ processor: draw });
   for (const event of ['start', 'prepare', 'execute', 'finalize'] as const) runner.on(event, () => trace.push(event));
   return runner;
+}
+
+/**
+ * Runs `act` with process.nextTick calling its callbacks at once, and returns what they threw:
+ * the errors the runner re-throws asynchronously.
+ */
+async function rethrownAsync(act: () => Promise<void>): Promise<unknown[]> {
+  const rethrown: unknown[] = [];
+  const runAndCollect = (callback: () => void): void => {
+    try {
+      callback();
+    } catch (error) {
+      rethrown.push(error);
+    }
+  };
+  const nextTick = jest.spyOn(process, 'nextTick').mockImplementation(runAndCollect as typeof process.nextTick);
+  try {
+    await act();
+  } finally {
+    nextTick.mockRestore();
+  }
+  return rethrown;
 }
 
 describe('ProcessingRequest', () => {
@@ -239,6 +262,19 @@ describe('phase failures (contract 4)', () => {
     expect(() => new Async({ processor: draw }).runSync(request())).toThrow(new RegExp(`Expected ${phase}\\(\\) to return synchronously`));
   });
 
+  test('.run() and .runSync() - a function with a then method is a thenable, as await sees it: run() awaits it, runSync() refuses it', async () => {
+    const thenableFunction = Object.assign(() => undefined, {
+      then: (resolve: (value: Output) => void) => {
+        resolve({ image: 'from then' });
+      },
+    });
+    const runner = new ProcessingRunner<Payload, Output>({ processor: () => thenableFunction as unknown as Output });
+    await expect(runner.run(request())).resolves.toEqual({ image: 'from then' });
+    expect(() => runner.runSync(request())).toThrow(
+      new TypeError('Expected execute() to return synchronously in runSync(), got a thenable; use run() for asynchronous phases'),
+    );
+  });
+
   test('.run() - async prepare and finalize are awaited', async () => {
     class Async extends ProcessingRunner<Payload, Output> {
       override async prepare(req: ProcessingRequestLike<Payload>, runId: number): Promise<ProcessingState<Payload>> {
@@ -315,6 +351,20 @@ describe('listener isolation (contract 5)', () => {
     expect(onListenerError).toHaveBeenCalledWith(new Error('listener'), { event: 'error' });
   });
 
+  test('.run() and .runSync() - with no listenerError listener, a listener error is re-thrown asynchronously and the run is unchanged', async () => {
+    const runner = new ProcessingRunner<Payload, Output>({ processor: draw });
+    const failures = [new Error('sync listener bug'), new Error('async listener bug')];
+    const toThrow = [...failures];
+    runner.on('finalize', () => {
+      throw toThrow.shift() ?? new Error('more runs than expected');
+    });
+    const rethrown = await rethrownAsync(async () => {
+      expect(runner.runSync(request())).toEqual({ image: '<a lighthouse>' });
+      await expect(runner.run(request())).resolves.toEqual({ image: '<a lighthouse>' });
+    });
+    expect(rethrown).toEqual(failures);
+  });
+
   test('.run() - a throwing listenerError listener is re-thrown asynchronously, not recursively', async () => {
     const runner = new ProcessingRunner<Payload, Output>({ processor: draw });
     const listenerFailure = new Error('listenerError listener bug');
@@ -325,20 +375,9 @@ describe('listener isolation (contract 5)', () => {
     runner.on('finalize', () => {
       throw new Error('finalize listener bug');
     });
-    const rethrown: unknown[] = [];
-    const runAndCollect = (callback: () => void): void => {
-      try {
-        callback();
-      } catch (error) {
-        rethrown.push(error);
-      }
-    };
-    const nextTick = jest.spyOn(process, 'nextTick').mockImplementation(runAndCollect as typeof process.nextTick);
-    try {
+    const rethrown = await rethrownAsync(async () => {
       await expect(runner.run(request())).resolves.toEqual({ image: '<a lighthouse>' });
-    } finally {
-      nextTick.mockRestore();
-    }
+    });
     expect(onListenerError).toHaveBeenCalledTimes(1);
     expect(rethrown).toEqual([listenerFailure]);
   });
@@ -377,6 +416,31 @@ describe('adding and removing listeners during an emit (contract 6)', () => {
     expect([late.mock.calls.length, second.mock.calls.length]).toEqual([0, 1]);
     emitter.emit('prepare');
     expect([late.mock.calls.length, second.mock.calls.length]).toEqual([1, 1]);
+  });
+
+  test('.once() during an emit - a function that is also a later .on() listener keeps its new once registration for the next emit, as in eventemitter3', () => {
+    const runner = new ProcessingRunner<Payload, Output>({ processor: draw });
+    const emitter = new EventEmitter<{ prepare: [] }>();
+    const calls = { runner: 0, emitter: 0 };
+    const onRunner = (): void => {
+      calls.runner++;
+    };
+    const onEmitter = (): void => {
+      calls.emitter++;
+    };
+    runner.on('prepare', () => runner.once('prepare', onRunner));
+    runner.on('prepare', onRunner);
+    emitter.on('prepare', () => emitter.once('prepare', onEmitter));
+    emitter.on('prepare', onEmitter);
+
+    runner.runSync(request());
+    emitter.emit('prepare');
+    expect(calls).toEqual({ runner: 1, emitter: 1 });
+    expect(runner.listenerCount('prepare')).toBe(emitter.listenerCount('prepare'));
+    runner.runSync(request());
+    emitter.emit('prepare');
+    // The second emit calls the `on` listener and the once registration added by the first.
+    expect(calls).toEqual({ runner: 3, emitter: 3 });
   });
 
   test('.once() - fires once, is removed before it runs, and keeps its context', () => {
@@ -652,6 +716,39 @@ describe('.wrapPhases()', () => {
     runner.on('error', onError);
     await expect(runner.run(request())).rejects.toBe(boom);
     expect(onError).toHaveBeenCalledWith(boom, expect.objectContaining({ phase: 'finalize' }));
+  });
+
+  test('.wrapPhases() - detaching one wrapper leaves the others wrapping every phase, in order', () => {
+    const runner = new ProcessingRunner<Payload, Output>({ processor: draw });
+    const trace: string[] = [];
+    const wrapper =
+      (name: string): PhaseWrapper =>
+      (phase, _runId, next) => {
+        trace.push(`${name} ${phase}`);
+        return next();
+      };
+    runner.wrapPhases(wrapper('a'));
+    const detachB = runner.wrapPhases(wrapper('b'));
+    runner.wrapPhases(wrapper('c'));
+    detachB();
+    expect(runner.runSync(request('w'))).toEqual({ image: '<w>' });
+    expect(trace).toEqual(['a prepare', 'c prepare', 'a execute', 'c execute', 'a finalize', 'c finalize']);
+  });
+
+  test('.wrapPhases() - the same wrapper added twice and detached twice leaves runs unwrapped', async () => {
+    const runner = new ProcessingRunner<Payload, Output>({ processor: draw });
+    let calls = 0;
+    const wrapper: PhaseWrapper = (_phase, _runId, next) => {
+      calls++;
+      return next();
+    };
+    const first = runner.wrapPhases(wrapper);
+    const second = runner.wrapPhases(wrapper);
+    first();
+    second();
+    expect(runner.runSync(request('s'))).toEqual({ image: '<s>' });
+    await expect(runner.run(request('a'))).resolves.toEqual({ image: '<a>' });
+    expect(calls).toBe(0);
   });
 
   test('.wrapPhases(42) - throws a TypeError', () => {

@@ -623,8 +623,10 @@ export class ProcessingRunner<P = unknown, R = unknown> extends EventEmitter<Run
     return this.#wrapped('finalize', state.runId, () => this.finalize(state, result));
   }
 
+  /** Only called right after a check that there are wrappers, with no code run in between. */
   #wrapped<T>(phase: Phase, runId: number, call: () => T): T {
-    const outermost = (this.#wrappers ?? []).reduceRight<() => T>((next, wrapper) => () => wrapper(phase, runId, next), call);
+    // eslint-disable-next-line @typescript-eslint/no-non-null-assertion -- see above
+    const outermost = this.#wrappers!.reduceRight<() => T>((next, wrapper) => () => wrapper(phase, runId, next), call);
     return outermost();
   }
 }

@@ -302,6 +302,24 @@ describe('attachDiagnosticsChannel()', () => {
     expect(ended).toEqual(['ok']);
   });
 
+  test.each(['start', 'end', 'asyncStart', 'asyncEnd', 'error'] as const)(
+    'attachDiagnosticsChannel() - a subscriber to a phase channel\'s %s alone receives it',
+    async (event) => {
+      const heard: unknown[] = [];
+      listen(`tracing:processing-runner:execute:${event}`, (message) => {
+        heard.push({ ...(message as object) });
+      });
+      const failure = new Error('rejected');
+      // An execute phase that rejects publishes all five events on the execute channel.
+      const runner = new ProcessingRunner({ processor: () => Promise.reject(failure) });
+      const ids = runIds(runner);
+      attachDiagnosticsChannel(runner);
+
+      await expect(runner.run(new ProcessingRequest(null))).rejects.toBe(failure);
+      expect(heard).toEqual([expect.objectContaining({ runId: ids[0], phase: 'execute' })]);
+    },
+  );
+
   test('attachDiagnosticsChannel() - calls the phase directly when nobody subscribes', async () => {
     const returned = Promise.resolve('value');
     const runner = new ProcessingRunner({ processor: () => returned });

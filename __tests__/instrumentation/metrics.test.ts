@@ -121,6 +121,13 @@ describe('attachMetrics()', () => {
     expect(metrics.snapshot().phases.execute).toEqual({ count: 10, sum: 55, min: 1, max: 10, p50: 8, p95: 10 });
   });
 
+  test('attachMetrics() - `window: 1` keeps only the latest sample for p50 and p95', () => {
+    const metrics = attachMetrics(runner, { now: clock.now, window: 1 });
+    for (const ms of [100, 1]) runner.runSync(request(timed(0, ms, 0)));
+
+    expect(metrics.snapshot().phases.execute).toEqual({ count: 2, sum: 101, min: 1, max: 100, p50: 1, p95: 1 });
+  });
+
   test('attachMetrics() - sorts samples as numbers for percentiles', () => {
     const metrics = attachMetrics(runner, { now: clock.now });
     for (const ms of [100, 9, 20, 3, 1000]) runner.runSync(request(timed(0, ms, 0)));

@@ -71,6 +71,23 @@ describe('attachProgress()', () => {
     expect(tracker.runs()).toEqual([updates.at(-1)]);
   });
 
+  test('attachProgress() - estimates the ETA from the time since start, on a clock that does not start at 0', () => {
+    clock.advance(1_700_000_000_000);
+    attachProgress(runner, { now: clock.now, onUpdate: record });
+    runner.runSync(
+      request({
+        execute: ({ reportProgress }) => {
+          clock.advance(2000);
+          reportProgress({ step: 1, total: 2 });
+          return 'ok';
+        },
+      }),
+    );
+
+    // Half the steps in 2 s: fraction 0.5, so 2 s × 0.5 / 0.5 = 2 s left.
+    expect(updates[2]).toMatchObject({ step: 1, total: 2, fraction: 0.5, etaSeconds: 2, startedAt: 1_700_000_000_000 });
+  });
+
   test('attachProgress() - never moves fraction back when steps go back', () => {
     attachProgress(runner, { now: clock.now, onUpdate: record });
     runner.runSync(

@@ -1,4 +1,6 @@
-import { ProcessingRequest, ProcessingRunner, recordEvents, type ProcessingState, type RunnerEventName } from '../../src/index.js';
+import { EventEmitter } from 'eventemitter3';
+
+import { ProcessingRequest, ProcessingRunner, attachMetrics, attachProgress, recordEvents, type ProcessingState, type RunnerEventName } from '../../src/index.js';
 import { ScriptRunner, deferred, flush, waitFor, type Script } from './helpers.js';
 
 const request = (script: Script = {}): ProcessingRequest<Script> => new ProcessingRequest(script);
@@ -188,6 +190,25 @@ describe('recordEvents()', () => {
   ])('recordEvents() - rejects bad `events` %p before attaching anything', (events, message) => {
     expect(() => recordEvents(runner, events as RunnerEventName<Script, string>[])).toThrow(new TypeError(message));
     expect(runner.eventNames()).toEqual([]);
+  });
+
+  test('recordEvents(), attachProgress() and attachMetrics() - take any emitter of runner events with on and off, wrapPhases or not: they only listen', () => {
+    // Say a runner from an older copy of the package, before wrapPhases existed.
+    const emitter = new EventEmitter();
+    const listenOnly = emitter as unknown as ProcessingRunner<string, string>;
+    const recorder = recordEvents(listenOnly, ['start', 'finalize']);
+    const tracker = attachProgress(listenOnly);
+    const metrics = attachMetrics(listenOnly);
+    const request = new ProcessingRequest('x');
+    const state: ProcessingState<string> = { runId: 7, request, processing: 'x' };
+
+    emitter.emit('start', request, 7);
+    emitter.emit('finalize', state, 'done');
+    expect(recorder.names()).toEqual(['start', 'finalize']);
+    expect(tracker.get(7)).toMatchObject({ status: 'succeeded', fraction: 1 });
+    expect(metrics.snapshot().runs).toEqual({ started: 1, succeeded: 1, failed: 0, cancelled: 0 });
+    for (const detach of [recorder, tracker, metrics]) detach();
+    expect(emitter.eventNames()).toEqual([]);
   });
 
   test('recordEvents() - rejects something that is not a runner', () => {
