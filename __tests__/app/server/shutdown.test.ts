@@ -88,7 +88,9 @@ async function startRun(url: string, steps: number, size = 64): Promise<{ readon
 
 test('SIGTERM - new requests get 503, the running run finishes within the grace period, exit 0', async () => {
   const server = await serve('--grace', '60');
-  const run = await startRun(server.url, 40, 256);
+  // Long enough (about 2 s on a quiet machine) that it cannot end before the late request: the
+  // server stops listening once nothing is left to finish.
+  const run = await startRun(server.url, 150, 512);
   server.child.kill('SIGTERM');
   // The drain starts at once; the socket stays open while the run goes on.
   await new Promise((resolve) => setTimeout(resolve, 100));
