@@ -115,7 +115,6 @@ class RemoteRun {
   #recheck = false;
   /** Whether a check asked for while one was under way was asked for by a `settled` entry. */
   #recheckSettled = false;
-  #following = false;
   /** Whether the outcome has been read: nothing more to check. */
   #done = false;
   #timer: ReturnType<typeof setInterval> | undefined;
@@ -143,7 +142,6 @@ class RemoteRun {
    */
   async enqueue(jobName: string, jobOptions: JobsOptions): Promise<void> {
     this.shared.reader.add(this.data.events.run, this);
-    this.#following = true;
     const job = await this.shared.queue.add(jobName, this.data, jobOptions);
     this.#job = job;
     this.jobId = String(job.id);
@@ -259,7 +257,8 @@ class RemoteRun {
   /** Stops following the run's entries and polling the job. */
   dispose(): void {
     clearInterval(this.#timer);
-    if (this.#following) this.shared.reader.delete(this.data.events.run, this);
+    // A no-op for a run never followed: the reader only deletes its own registration of this run.
+    this.shared.reader.delete(this.data.events.run, this);
   }
 
   decode(entry: WireEntry): unknown {
@@ -382,8 +381,8 @@ class RemoteRun {
  * It is a `ProcessingRunner` whose three phases happen on a worker: prepare adds the job and
  * ends with the worker's `prepare` event, execute reports the worker's progress and ends with
  * its `execute` event, finalize ends when the job has completed and returns the job's result.
- * Events come from the job's own Redis stream, read from its start: none is lost or repeated,
- * however late the producer reads. The outcome is read from the job itself.
+ * Events come from this runner's own Redis stream (one for all its runs), read from its start:
+ * none is lost or repeated, however late the producer reads. The outcome is read from the job itself.
  *
  * Cancelling (`signal` or `timeoutMs`) cancels the run here at once (`cancelled`, not
  * `error`) and aborts the worker's signal for the job; a job still waiting never starts, and
