@@ -23,6 +23,9 @@ const base = require('./jest.config.js');
 // Fewer property cases per mutant, and no shrinking: a mutant only needs one counterexample.
 process.env.FC_RUNS ??= '10';
 process.env.FC_END_ON_FAILURE ??= '1';
+// The BullMQ tests take under a second each here; 30 s (their own limit) would let a mutant that
+// makes one wait for a Redis event that never comes hold its worker until Stryker's timeout.
+process.env.BULLMQ_TEST_TIMEOUT_MS ??= '5000';
 
 module.exports = {
   ...base,

@@ -8,7 +8,6 @@ import { getEventListeners } from 'node:events';
 import { context, trace } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
-import type { Redis } from 'ioredis';
 
 import {
   attachDiagnosticsChannel,
@@ -19,84 +18,14 @@ import {
   recordEvents,
   type RunContext,
 } from '../src/index.js';
-import { jsonCodec, RemoteRunError, RemoteRunner, startWorker, type Codec, type RemoteRunnerOptions, type RunJobData, type RunnerWorker, type StartWorkerOptions } from '../src/bullmq.js';
+import { jsonCodec, RemoteRunError, RemoteRunner, startWorker, type Codec, type RemoteRunnerOptions, type RunJobData, type StartWorkerOptions } from '../src/bullmq.js';
 import { parseEntry, WAKE } from '../src/remote/wire.js';
 import { attachTracing, w3cTraceContext } from '../src/tracing.js';
 import { sleep, until } from './support/wait.js';
-import { adminClient, connectionsOf, deleteKeys, describeRedis, redisConnection, stopSharedRedis, uniquePrefix } from './support/redis.js';
+import { admin, bench, connection, setUpBench, stepper } from './support/bullmq-bench.js';
+import { describeRedis } from './support/redis.js';
 
-jest.setTimeout(30_000);
-
-let connection: string;
-let admin: Redis;
-beforeAll(async () => {
-  connection = await redisConnection();
-  admin = adminClient(connection);
-});
-afterAll(async () => {
-  await admin.quit();
-  await stopSharedRedis();
-});
-
-/** One test's queue: its own prefix, and everything it opened, closed and checked after it. */
-interface Bench {
-  readonly prefix: string;
-  readonly queueName: string;
-  remote<P, R>(options?: Partial<RemoteRunnerOptions>): RemoteRunner<P, R>;
-  worker<P, R>(runner: ProcessingRunner<P, R>, options?: Partial<StartWorkerOptions>): Promise<RunnerWorker>;
-  errors: Error[];
-}
-
-let bench: Bench;
-let closers: (() => Promise<void>)[];
-
-beforeEach(() => {
-  closers = [];
-  const prefix = uniquePrefix();
-  const errors: Error[] = [];
-  const onError = (error: Error): void => {
-    errors.push(error);
-  };
-  bench = {
-    prefix,
-    queueName: 'q',
-    errors,
-    remote: <P, R>(options?: Partial<RemoteRunnerOptions>) => {
-      const remote = new RemoteRunner<P, R>({ queueName: 'q', connection, prefix, onError, pollMs: 200, ...options });
-      closers.push(() => remote.close());
-      return remote;
-    },
-    worker: async (runner, options) => {
-      const before = runner.eventNames();
-      const worker = await startWorker(runner, { queueName: 'q', connection, prefix, onError, ...options });
-      closers.push(async () => {
-        await worker.close();
-        // The worker's listeners are gone with it: the runner has what it had before.
-        expect(runner.eventNames()).toEqual(before);
-      });
-      return worker;
-    },
-  };
-});
-
-afterEach(async () => {
-  for (const close of closers.reverse()) await close();
-  // No connection of this test's is left open (ours and BullMQ's carry the prefix in their names).
-  expect(await connectionsOf(admin, bench.prefix)).toEqual([]);
-  await deleteKeys(admin, bench.prefix);
-});
-
-/** Counts steps with progress; waits `delayMs` per step and honours the signal. */
-function stepper(delayMs = 0): (steps: number, context: RunContext) => Promise<string> {
-  return async (steps, { signal, reportProgress }) => {
-    for (let step = 1; step <= steps; step++) {
-      signal.throwIfAborted();
-      if (delayMs > 0) await sleep(delayMs);
-      reportProgress({ step, total: steps, info: `step ${String(step)}` });
-    }
-    return `did ${String(steps)}`;
-  };
-}
+setUpBench();
 
 describeRedis('RemoteRunner and startWorker', () => {
   test('.run() - resolves with the worker\'s result and re-emits its events with the same names and shapes', async () => {
