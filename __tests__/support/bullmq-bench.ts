@@ -20,6 +20,8 @@ export interface Bench {
   remote<P, R>(options?: Partial<RemoteRunnerOptions>): RemoteRunner<P, R>;
   worker<P, R>(runner: ProcessingRunner<P, R>, options?: Partial<StartWorkerOptions>): Promise<RunnerWorker>;
   errors: Error[];
+  /** Runs `close` after the test, before the check that nothing is left open (last deferred, first run). */
+  defer(close: () => Promise<void>): void;
 }
 
 /**
@@ -50,6 +52,9 @@ export function setUpBench(): void {
       prefix,
       queueName: 'q',
       errors,
+      defer: (close) => {
+        closers.push(close);
+      },
       remote: <P, R>(options?: Partial<RemoteRunnerOptions>) => {
         const remote = new RemoteRunner<P, R>({ queueName: 'q', connection, prefix, onError, pollMs: 200, ...options });
         closers.push(() => remote.close());

@@ -1,0 +1,154 @@
+// The producer's StreamReader (src/remote/reader.ts) on its own, against a real Redis: what it
+// hands on and to whom, what barrier() promises, how it trims, and where each failure goes.
+import { openRedis, parseEntry, toRedisOptions, WAKE, entryFields, type WireEntry } from '../src/remote/wire.js';
+import { StreamReader, type StreamFollower } from '../src/remote/reader.js';
+import { admin, bench, connection, setUpBench } from './support/bullmq-bench.js';
+import { describeRedis } from './support/redis.js';
+import { sleep, until } from './support/wait.js';
+
+setUpBench();
+
+/** A follower that keeps what it is given, one array per push. */
+function follower(): StreamFollower & { readonly pushes: WireEntry[][]; events(): string[] } {
+  const pushes: WireEntry[][] = [];
+  return {
+    pushes,
+    push: (entries) => {
+      pushes.push([...entries]);
+    },
+    events: () => pushes.flat().map((entry) => entry.event),
+  };
+}
+
+/** A reader of a stream under this test's prefix, on connections named like the producer's. */
+function reader(): StreamReader & { readonly errors: Error[] } {
+  const options = toRedisOptions(connection);
+  const errors: Error[] = [];
+  const key = `${bench.prefix}:q:runner:inbox:test`;
+  const made = new StreamReader(openRedis(options, `${bench.prefix}:q:runner:reader`), openRedis(options, `${bench.prefix}:q:runner:producer`), key, (error) => {
+    errors.push(error);
+  });
+  bench.defer(async () => {
+    await made.close();
+    await made.commands.quit();
+  });
+  return Object.assign(made, { errors });
+}
+
+const write = (key: string, event: string, run: number, data?: string): Promise<string | null> => admin.xadd(key, '*', ...entryFields(event, run, 1, data));
+
+describeRedis('StreamReader', () => {
+  test('hands each entry to its run\'s follower, in order, one push per run per read; entries of other runs are dropped', async () => {
+    const stream = reader();
+    const one = follower();
+    const two = follower();
+    stream.add(1, one);
+    stream.add(2, two);
+    await admin
+      .multi()
+      .xadd(stream.key, '*', ...entryFields('start', 1, 1, undefined))
+      .xadd(stream.key, '*', ...entryFields('start', 2, 1, undefined))
+      .xadd(stream.key, '*', ...entryFields('prepare', 1, 1, '1'))
+      .xadd(stream.key, '*', ...entryFields('start', 3, 1, undefined))
+      .exec();
+    await until(() => one.pushes.length > 0 && two.pushes.length > 0, 'both runs to be handed their entries', 2000);
+    expect(one.pushes.map((push) => push.map((entry) => entry.event))).toEqual([['start', 'prepare']]);
+    expect(two.events()).toEqual(['start']);
+    expect(stream.errors).toEqual([]);
+  });
+
+  test('delete() stops handing on a run\'s entries, but only when called with the follower that was added', async () => {
+    const stream = reader();
+    const kept = follower();
+    const dropped = follower();
+    stream.add(1, kept);
+    stream.add(2, dropped);
+    stream.delete(1, follower());
+    stream.delete(2, dropped);
+    await write(stream.key, 'start', 1);
+    await write(stream.key, 'start', 2);
+    await stream.barrier();
+    expect(kept.events()).toEqual(['start']);
+    expect(dropped.events()).toEqual([]);
+  });
+
+  test('barrier() resolves only once every entry written before it has been handed on', async () => {
+    const stream = reader();
+    const one = follower();
+    stream.add(1, one);
+    for (let round = 0; round < 5; round++) {
+      await write(stream.key, 'progress', 1, String(round));
+      await stream.barrier();
+      expect(one.pushes.flat().map((entry) => entry.data)).toEqual(Array.from({ length: round + 1 }, (_, index) => String(index)));
+    }
+    // Barriers asked for at once resolve in order, each after the entries before it.
+    const order: string[] = [];
+    await write(stream.key, 'execute', 1);
+    await Promise.all([stream.barrier().then(() => order.push(`first ${String(one.events().length)}`)), stream.barrier().then(() => order.push('second'))]);
+    expect(order).toEqual(['first 6', 'second']);
+  });
+
+  test('a barrier writes a wake entry: no run, event "wake"', async () => {
+    const stream = reader();
+    stream.add(1, follower());
+    await stream.barrier();
+    const entries = (await admin.xrange(stream.key, '-', '+')).map(([id, fields]) => parseEntry(id, fields));
+    expect(entries).toEqual([expect.objectContaining({ event: WAKE, run: undefined })]);
+  });
+
+  test('close() resolves the barriers still waiting (here: no run was ever followed, so nothing reads)', async () => {
+    const stream = reader();
+    let resolved = false;
+    const waiting = stream.barrier().then(() => (resolved = true));
+    await sleep(50);
+    expect(resolved).toBe(false);
+    await stream.close();
+    await waiting;
+    expect(resolved).toBe(true);
+  });
+
+  test('close() stops reading and deletes the stream', async () => {
+    const stream = reader();
+    const one = follower();
+    stream.add(1, one);
+    await write(stream.key, 'start', 1);
+    await stream.barrier();
+    await stream.close();
+    expect(await admin.exists(stream.key)).toBe(0);
+    await write(stream.key, 'prepare', 1);
+    await sleep(50);
+    expect(one.events()).toEqual(['start']);
+    await admin.del(stream.key);
+  });
+
+  test('a stream key of another type: every failed XREAD and wake goes to onError, reading goes on once the key is a stream again', async () => {
+    const stream = reader();
+    await admin.set(stream.key, 'not a stream');
+    const one = follower();
+    stream.add(1, one);
+    // The barrier's wake entry cannot be written: it reports that and resolves at once.
+    await stream.barrier();
+    await until(() => stream.errors.length >= 3, 'failed reads to be reported', 2000);
+    expect(stream.errors.every((error) => error.message.startsWith('WRONGTYPE'))).toBe(true);
+    // Retried every 100 ms, not in a tight loop.
+    const before = stream.errors.length;
+    await sleep(250);
+    expect(stream.errors.length - before).toBeLessThanOrEqual(4);
+    await admin.del(stream.key);
+    await write(stream.key, 'start', 1);
+    await until(() => one.events().length === 1, 'reading to go on', 2000);
+  });
+
+  test('what was handed on is trimmed away every 256 entries', async () => {
+    const stream = reader();
+    const one = follower();
+    stream.add(1, one);
+    const pipeline = admin.pipeline();
+    for (let index = 0; index < 255; index++) pipeline.xadd(stream.key, '*', ...entryFields('progress', 1, 1, String(index)));
+    await pipeline.exec();
+    await stream.barrier();
+    // 255 entries and a wake entry: 256 read, trimmed up to the last one read.
+    await until(async () => (await admin.xlen(stream.key)) <= 1, 'the stream to be trimmed', 2000);
+    expect(one.pushes.flat()).toHaveLength(255);
+  });
+});
