@@ -73,13 +73,18 @@ export interface RemoteRunnerOptions extends RunQueueOptions {
 /** The queue of a `RemoteRunner`'s jobs. */
 type RunQueue = Queue<RunJobData, string, string, RunJobData, string, string>;
 
-/** What one run's job settled as, read from the job itself. */
-interface Outcome {
+/** A job that completed with the encoded result of a run (a worker's processor returns nothing else). */
+interface Completed {
   readonly event: 'outcome';
-  readonly state: 'completed' | 'failed' | 'missing';
-  readonly returnvalue: unknown;
-  readonly failedReason: string | undefined;
+  readonly state: 'completed';
+  readonly result: string;
 }
+
+/** What one run's job settled as, read from the job itself. */
+type Outcome =
+  | Completed
+  | { readonly event: 'outcome'; readonly state: 'failed'; readonly returnvalue: unknown; readonly failedReason: string | undefined }
+  | { readonly event: 'outcome'; readonly state: 'missing' };
 
 type Item = WireEntry | Outcome;
 
@@ -208,8 +213,10 @@ class RemoteRun {
       this.#done = true;
       this.#give(
         job === undefined
-          ? { event: 'outcome', state: 'missing', returnvalue: undefined, failedReason: undefined }
-          : { event: 'outcome', state: typeof job.returnvalue === 'string' ? 'completed' : 'failed', returnvalue: job.returnvalue, failedReason: job.failedReason },
+          ? { event: 'outcome', state: 'missing' }
+          : typeof job.returnvalue === 'string'
+            ? { event: 'outcome', state: 'completed', result: job.returnvalue }
+            : { event: 'outcome', state: 'failed', returnvalue: job.returnvalue, failedReason: job.failedReason },
       );
       this.dispose();
     } catch (error) {
@@ -267,10 +274,10 @@ class RemoteRun {
   }
 
   /** Consumes items until `take` accepts one; reports progress and notes failures on the way. */
-  async #until<T>(take: (item: Item) => { value: T } | undefined): Promise<T> {
+  async #until<T>(take: (item: WireEntry | Completed) => { value: T } | undefined): Promise<T> {
     for (;;) {
-      const item = await this.#next();
-      if (isOutcome(item) && item.state !== 'completed') throw this.#failure(item);
+      const next = await this.#next();
+      const item = isOutcome(next) ? this.#completed(next) : next;
       const taken = take(item);
       if (taken !== undefined) return taken.value;
       if (item.event === 'progress') this.#progress(item);
@@ -314,14 +321,17 @@ class RemoteRun {
     }
   }
 
-  #result(outcome: Outcome): unknown {
-    if (typeof outcome.returnvalue !== 'string') {
-      throw new TypeError(`Expected the job's return value to be the encoded result, got ${describeValue(outcome.returnvalue)}`);
-    }
-    return this.shared.codec.decode(outcome.returnvalue);
+  #result(outcome: Completed): unknown {
+    return this.shared.codec.decode(outcome.result);
   }
 
-  #failure(outcome: Outcome): unknown {
+  /** The outcome when the job completed; throws the run's failure otherwise. */
+  #completed(outcome: Outcome): Completed {
+    if (outcome.state === 'completed') return outcome;
+    throw this.#failure(outcome);
+  }
+
+  #failure(outcome: Exclude<Outcome, Completed>): unknown {
     const jobId = String(this.jobId);
     if (outcome.state === 'missing') {
       return new RemoteRunError(`Job ${jobId} was removed before its outcome was read`, { remoteName: 'Error', jobId });
@@ -332,7 +342,7 @@ class RemoteRun {
       this.controller.abort(toAbortReason(last.wire));
       return this.controller.signal.reason;
     }
-    const wire = last?.wire ?? { name: 'Error', message: outcome.failedReason ?? `Job ${jobId} failed` };
+    const wire = last?.wire ?? { name: 'Error', message: outcome.failedReason ?? `Expected job ${jobId} to end with the encoded result of a run, got the return value ${describeValue(outcome.returnvalue)}` };
     return new RemoteRunError(wire.message, { remoteName: wire.name, phase: wire.phase, jobId, stack: wire.stack });
   }
 
