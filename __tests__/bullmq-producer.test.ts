@@ -288,6 +288,21 @@ describeRedis('RemoteRunner: its own settings and entry points', () => {
     await expect(remote.run(new ProcessingRequest(1))).rejects.toEqual(new Error('Expected an open RemoteRunner, got one whose close() was called'));
   });
 
+  test('without onError, an error nothing else would see becomes a process warning', () => {
+    const remote = bench.remote<number, string>({ onError: undefined });
+    // Jest's `process` does not hear the real process's 'warning' events: watch the call instead
+    // (it still goes through, and prints the warning).
+    const emitWarning = jest.spyOn(process, 'emitWarning');
+    // Made here, in Jest's realm, where process.emitWarning(error) itself would throw for it.
+    const error = new RangeError('seen by nobody');
+    try {
+      remote.queue.emit('error', error);
+      expect(emitWarning).toHaveBeenCalledWith('seen by nobody', { type: 'RangeError', detail: error.stack });
+    } finally {
+      emitWarning.mockRestore();
+    }
+  });
+
   test('an error of its BullMQ Queue goes to onError', () => {
     const remote = bench.remote<number, string>();
     const error = new Error('from the queue');

@@ -13,6 +13,7 @@ describe('connection', () => {
   test('toRedisOptions() - reads redis://, rediss:// and unix:// URLs', () => {
     expect(toRedisOptions('redis://127.0.0.1:6380/2')).toEqual({ host: '127.0.0.1', port: 6380, db: 2 });
     expect(toRedisOptions('redis://localhost')).toEqual({ host: 'localhost', port: 6379 });
+    expect(toRedisOptions('redis://')).toEqual({ host: '127.0.0.1', port: 6379 });
     expect(toRedisOptions('rediss://user:p%40ss@[::1]:7000')).toEqual({ host: '::1', port: 7000, tls: {}, username: 'user', password: 'p@ss' });
     expect(toRedisOptions('unix:///run/redis.sock')).toEqual({ path: '/run/redis.sock' });
     expect(toRedisOptions('unix://user:secret@localhost/run/redis.sock')).toEqual({ path: '/run/redis.sock', username: 'user', password: 'secret' });
@@ -24,7 +25,7 @@ describe('connection', () => {
 
   test('toRedisOptions() - anything else is a TypeError', () => {
     expect(() => toRedisOptions('ftp://x')).toThrow('Expected `options.connection` to be a redis://, rediss:// or unix:// URL, got `"ftp://x"` (string)');
-    expect(() => toRedisOptions('::')).toThrow(TypeError);
+    expect(() => toRedisOptions('::')).toThrow(new TypeError('Expected `options.connection` to be a redis://, rediss:// or unix:// URL, got `"::"` (string)'));
     expect(() => toRedisOptions(null)).toThrow('Expected `options.connection` to be a Redis URL or ioredis options, got `null`');
     expect(() => toRedisOptions([])).toThrow('got an array');
   });
@@ -37,6 +38,8 @@ describe('stream entries and errors', () => {
     expect(Math.abs(withData.time - Date.now())).toBeLessThan(10_000);
     expect(parseEntry('2-0', entryFields('start', 1, 1, undefined)).data).toBeUndefined();
     expect(parseEntry('3-0', ['odd'])).toEqual({ id: '3-0', event: '', run: undefined, attempt: 0, time: 0, data: undefined });
+    // A field name without a value (a malformed entry) is left out.
+    expect(parseEntry('3-1', ['e', 'start', 'r'])).toEqual({ id: '3-1', event: 'start', run: undefined, attempt: 0, time: 0, data: undefined });
     expect(parseEntry('4-0', ['e', WAKE])).toEqual({ id: '4-0', event: WAKE, run: undefined, attempt: 0, time: 0, data: undefined });
   });
 
@@ -65,6 +68,9 @@ describe('stream entries and errors', () => {
     expect(toWireError(42)).toEqual({ name: 'Error', message: '`42` (number)', phase: undefined });
     expect(parseWireError('not json')).toEqual({ name: 'Error', message: 'not json' });
     expect(parseWireError(undefined)).toEqual({ name: 'Error', message: 'undefined' });
+    // JSON, but not an error of ours: the text as the message.
+    for (const text of ['null', '"m"', '5', '{"name":"X"}', '{"message":5}']) expect(parseWireError(text)).toEqual({ name: 'Error', message: text });
+    expect(parseWireError('{"message":"m","name":7}')).toEqual({ name: 'Error', message: 'm', stack: undefined, phase: undefined });
     expect(parseWireError('{"message":"m"}')).toEqual({ name: 'Error', message: 'm', stack: undefined, phase: undefined });
   });
 
@@ -116,6 +122,9 @@ describe('options', () => {
     refused({ queueName: 'q', connection, prefix: 'a:b' }, 'Expected `options.prefix` to be a non-empty string without spaces or colons, got `"a:b"` (string)');
     refused({ queueName: 'q', connection, codec: { encode: fn } }, 'Expected `options.codec` to be an object like { encode, decode }, got an object');
     refused({ queueName: 'q', connection, codec: { decode: fn } }, 'Expected `options.codec` to be an object like { encode, decode }, got an object');
+    refused({ queueName: 5, connection }, 'Expected `options.queueName` to be a non-empty string without spaces or colons, got `5` (number)');
+    refused({ queueName: 'q', connection, traceContext: { extract: fn } }, 'Expected `options.traceContext` to be an object like { inject, extract }, got an object');
+    refused({ queueName: 'q', connection, traceContext: { inject: fn } }, 'Expected `options.traceContext` to be an object like { inject, extract }, got an object');
   });
 
   test('encodeWith() - keeps what the codec threw as the cause of its TypeError', () => {

@@ -43,7 +43,8 @@ export interface RunQueueOptions {
   /**
    * Receives errors nothing else would see: lost Redis connections, failed writes.
    *
-   * @default process.emitWarning
+   * @default a process warning (`process.emitWarning`) with the error's name as its type,
+   * its message, and its stack as its detail
    */
   readonly onError?: ((error: Error) => void) | undefined;
 }

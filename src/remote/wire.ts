@@ -118,8 +118,9 @@ export function toWireError(error: unknown, phase?: Phase): WireError {
 /** @internal */
 export function parseWireError(text: string | undefined): WireError {
   try {
+    // Anything but an object with a string `message` (null, a number, a string) is not ours.
     const parsed = JSON.parse(text ?? '') as Partial<WireError> | null;
-    if (typeof parsed === 'object' && parsed !== null && typeof parsed.message === 'string') {
+    if (typeof parsed?.message === 'string') {
       return { name: typeof parsed.name === 'string' ? parsed.name : 'Error', message: parsed.message, stack: parsed.stack, phase: parsed.phase };
     }
   } catch {
@@ -221,12 +222,15 @@ export function assertTraceContext(carrier: unknown): asserts carrier is TraceCo
 }
 
 /**
- * Where errors go when the host gave no `onError`: a process warning, printed on stderr.
+ * Where errors go when the host gave no `onError`: a process warning, printed on stderr, with the
+ * error's name as its type and its stack as its detail. Built from the error's parts, not the error
+ * itself: `process.emitWarning` throws for an error made in another realm (a `vm` context, as
+ * under Jest), which would turn a report into a crash.
  *
  * @internal
  */
 export function defaultOnError(error: Error): void {
-  process.emitWarning(error);
+  process.emitWarning(error.message, { type: error.name, ...(error.stack === undefined ? {} : { detail: error.stack }) });
 }
 
 /** @internal */
