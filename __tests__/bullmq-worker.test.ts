@@ -149,6 +149,60 @@ describeRedis('startWorker: the stream it writes', () => {
   });
 });
 
+describeRedis('startWorker: a worker that lost its job', () => {
+  test('the job runs again as a new attempt, and what the first worker writes after that is dropped', async () => {
+    const gate = (): { wait: Promise<void>; open: () => void } => {
+      let open = (): void => undefined;
+      const wait = new Promise<void>((resolve) => {
+        open = resolve;
+      });
+      return { wait, open };
+    };
+    const first = gate();
+    const second = gate();
+    const secondStarted = gate();
+    // The first worker reports half, then (once it has lost the job) the rest, marked stale.
+    const runnerA = new ProcessingRunner<number, string>({
+      processor: async (_steps, { reportProgress }) => {
+        reportProgress({ step: 1, total: 2 });
+        await first.wait;
+        reportProgress({ step: 2, total: 2, info: 'stale' });
+        return 'from the first worker';
+      },
+    });
+    const runnerB = new ProcessingRunner<number, string>({
+      processor: async (_steps, { reportProgress }) => {
+        secondStarted.open();
+        reportProgress({ step: 1, total: 2 });
+        await second.wait;
+        reportProgress({ step: 2, total: 2 });
+        return 'from the second worker';
+      },
+    });
+    // Both check for stalled jobs often: a check by either holds off the others' for its own interval.
+    const a = await bench.worker(runnerA, { lockDuration: 400, stalledInterval: 200, onError: () => undefined });
+    const remote = bench.remote<number, string>({ pollMs: 60_000 });
+    const heard = recordEvents(remote);
+    const running = remote.run(new ProcessingRequest(2));
+    await until(() => heard.names().includes('progress'), 'the first worker to report progress', 5000);
+    // To BullMQ the first worker is dead: it no longer renews its lock. Its run goes on here.
+    await a.worker.close(true);
+    await bench.worker(runnerB, { stalledInterval: 200 });
+    await secondStarted.wait;
+    first.open();
+    await until(async () => (await wire()).some((entry) => entry.attempt === 1 && entry.event === 'finalize'), 'the first worker to write its end', 5000);
+    second.open();
+    await expect(running).resolves.toBe('from the second worker');
+    const attempts = (await wire()).filter((entry) => entry.event === 'start').map((entry) => entry.attempt);
+    expect(attempts).toEqual([1, 2]);
+    const progress = heard.events.filter((event) => event.event === 'progress').map((event) => event.args[1]);
+    // The second attempt's 1/2 is not further than the first's: not passed on; its 2/2 is.
+    expect(progress).toEqual([{ step: 1, total: 2 }, { step: 2, total: 2 }]);
+    expect(heard.names()).toEqual(['start', 'prepare', 'progress', 'progress', 'execute', 'finalize']);
+    expect(heard.events.find((event) => event.event === 'execute')?.args[1]).toBe('from the second worker');
+  });
+});
+
 describeRedis('startWorker: tracing across a mismatched deployment', () => {
   test('a producer that sends trace headers to a worker without traceContext: the run goes on untraced', async () => {
     await bench.worker(new ProcessingRunner({ processor: stepper() }));
