@@ -139,6 +139,13 @@ describeRedis('StreamReader', () => {
     await until(() => one.events().length === 1, 'reading to go on', 2000);
   });
 
+  test('an error of its blocking connection (as ioredis emits for a lost one) goes to onError', () => {
+    const stream = reader();
+    const error = new Error('connection lost');
+    stream.blocking.emit('error', error);
+    expect(stream.errors).toEqual([error]);
+  });
+
   test('what was handed on is trimmed away every 256 entries', async () => {
     const stream = reader();
     const one = follower();
