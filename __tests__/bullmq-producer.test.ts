@@ -6,7 +6,7 @@
 import { Worker, type ConnectionOptions, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 
-import { ProcessingRequest, recordEvents } from '../src/index.js';
+import { ProcessingRequest, recordEvents, type RunContext } from '../src/index.js';
 import { RemoteRunError, type RemoteRunner, type RunJobData } from '../src/bullmq.js';
 import { entryFields, openRedis, toRedisOptions } from '../src/remote/wire.js';
 import { admin, bench, connection, setUpBench } from './support/bullmq-bench.js';
@@ -249,6 +249,38 @@ describeRedis('RemoteRunner against a worker played by hand', () => {
 });
 
 describeRedis('RemoteRunner: its own settings and entry points', () => {
+  test('a settled run lets go of its job: no more polls of it, and its run id is no longer one of this runner\'s', async () => {
+    const remote = bench.remote<number, string>({ pollMs: 20 });
+    let runId = -1;
+    remote.once('start', (_request, id) => {
+      runId = id;
+    });
+    const controller = new AbortController();
+    const running = handled(remote.run(new ProcessingRequest(1), { signal: controller.signal }));
+    const worker = await takeJob();
+    const jobKey = `${bench.prefix}:q:${String(worker.job.id)}`;
+    const monitor = await admin.monitor();
+    bench.defer(async () => {
+      monitor.disconnect();
+      await Promise.resolve();
+    });
+    const polls: number[] = [];
+    monitor.on('monitor', (time: string, args: string[]) => {
+      if (args[0]?.toLowerCase() === 'hgetall' && args[1] === jobKey) polls.push(Number(time));
+    });
+    await until(() => polls.length >= 2, 'the run to poll its job', 2000);
+    // Cancelled here while the job is still running there: the job is not finished, so nothing but
+    // letting go stops the polls.
+    controller.abort();
+    await expect(running).rejects.toMatchObject({ name: 'AbortError' });
+    const afterCancel = polls.length;
+    await sleep(200);
+    expect(polls.length).toBe(afterCancel);
+    expect(() => remote.execute({ runId, request: new ProcessingRequest(1), processing: 1 }, {} as RunContext)).toThrow(
+      new TypeError(`Expected a run of this RemoteRunner, got run ${String(runId)}`),
+    );
+  });
+
   test('jobs keep BullMQ\'s record an hour after completing and a day after failing, unless jobOptions say otherwise', async () => {
     const remote: RemoteRunner<number, string> = bench.remote<number, string>({ pollMs: 60_000 });
     void remote.run(new ProcessingRequest(1), { timeoutMs: 200 }).catch(() => undefined);
