@@ -116,10 +116,8 @@ class RemoteRun {
   #progressAttempt = 0;
   #furthest = -1;
   #lastFailure: { readonly event: string; readonly wire: WireError } | undefined;
-  #checking = false;
-  #recheck = false;
-  /** Whether a check asked for while one was under way was asked for by a `settled` entry. */
-  #recheckSettled = false;
+  /** The checks of the job asked for so far, run one after another. */
+  #checks: Promise<void> = Promise.resolve();
   /** Whether the outcome has been read: nothing more to check. */
   #done = false;
   #timer: ReturnType<typeof setInterval> | undefined;
@@ -168,32 +166,14 @@ class RemoteRun {
 
   /**
    * Reads the job; once it has finished, gives the outcome. `settled` says the check was asked
-   * for by the worker's `settled` entry, which comes after every event of the attempt.
+   * for by the worker's `settled` entry, which comes after every event of the attempt. Checks
+   * run one at a time, in the order asked: one asked for while another reads the job (which may
+   * read it just before it finishes) runs after it. Once the outcome is given, the rest return
+   * at once.
    */
-  async check(settled: boolean): Promise<void> {
-    if (this.#checking) {
-      // The check under way may have read the job just before it finished: check again after it.
-      this.#recheck = true;
-      this.#recheckSettled ||= settled;
-      return;
-    }
-    this.#checking = true;
-    try {
-      let viaSettled = settled;
-      do {
-        this.#recheck = false;
-        await this.#checkOnce(viaSettled);
-        viaSettled = this.#recheckSettled;
-        this.#recheckSettled = false;
-      } while (this.#recheckAsked());
-    } finally {
-      this.#checking = false;
-    }
-  }
-
-  /** A call, not a field read, so the compiler does not take the field as fixed across the await. */
-  #recheckAsked(): boolean {
-    return this.#recheck && !this.#done;
+  check(settled: boolean): Promise<void> {
+    this.#checks = this.#checks.then(() => this.#checkOnce(settled));
+    return this.#checks;
   }
 
   async #checkOnce(viaSettled: boolean): Promise<void> {
