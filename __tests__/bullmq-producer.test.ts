@@ -211,8 +211,8 @@ describeRedis('RemoteRunner against a worker played by hand', () => {
     const running = handled(remote.run(new ProcessingRequest(1), { timeoutMs: 300 }));
     const worker = await takeJob();
     const jobKey = `${bench.prefix}:q:${String(worker.job.id)}`;
-    await admin.del(jobKey);
-    await admin.sadd(jobKey, 'not a hash');
+    // In one transaction: a poll between the two would find no job and end the run as removed.
+    await admin.multi().del(jobKey).sadd(jobKey, 'not a hash').exec();
     await expect(running).rejects.toMatchObject({ name: 'TimeoutError' });
     expect(bench.errors.length).toBeGreaterThan(0);
     expect(bench.errors.every((error) => error.message.startsWith('WRONGTYPE'))).toBe(true);
