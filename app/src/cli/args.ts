@@ -1,7 +1,8 @@
 import { parseArgs } from 'node:util';
 
 import { BOUNDS, DEFAULTS, describeBound, isWithin, MAX_PROMPT_LENGTH, normaliseGeneration, type GenerationParams } from '../generator/params.js';
-import { DEFAULT_QUEUE } from '../worker/worker.js';
+import { DEFAULT_RETENTION, type Retention } from '../server/store/run-store.js';
+import { DEFAULT_QUEUE, DEFAULT_WORKER_TIMING } from '../worker/worker.js';
 
 /** What the command line asked for. */
 export type Command =
@@ -15,7 +16,16 @@ export type Command =
       readonly trace: boolean;
     }
   | { readonly kind: 'serve'; readonly options: ServeCommandOptions }
-  | { readonly kind: 'worker'; readonly redis: string; readonly concurrency: number; readonly queueName: string };
+  | {
+      readonly kind: 'worker';
+      readonly redis: string;
+      readonly concurrency: number;
+      readonly queueName: string;
+      readonly retention: Retention;
+      readonly lockDurationMs: number;
+      readonly stalledIntervalMs: number;
+      readonly outDir: string;
+    };
 
 /** What `processing-runner serve` was asked for (see `USAGE`). */
 export interface ServeCommandOptions {
@@ -33,6 +43,10 @@ export interface ServeCommandOptions {
   readonly trace: 'console' | 'otlp' | undefined;
   /** Runs go to this Redis (BullMQ) for `processing-runner worker`s instead of the embedded queue. */
   readonly redis: string | undefined;
+  /** The BullMQ queue (and the run store's namespace) with `--redis`. */
+  readonly queueName: string;
+  /** How long and how many finished runs are kept. */
+  readonly retention: Retention;
 }
 
 /** A bad command line: the message names the argument and what it accepts. */
@@ -48,7 +62,7 @@ export const USAGE = `processing-runner: run the demo image generator through pr
 Usage:
   processing-runner generate --prompt TEXT [options]
   processing-runner serve [options]
-  processing-runner worker --redis URL [--concurrency N] [--queue NAME]
+  processing-runner worker --redis URL [--concurrency N] [--queue NAME] [--retain SPEC]
   processing-runner --help | --version
 
 Options for generate:
@@ -69,7 +83,10 @@ Options for serve (an HTTP API with live progress; see docs/service.md):
       --concurrency N      runs at a time (default 1)
       --queue-size N       runs that may wait; one more gets 429 (default 100)
       --run-timeout SEC    cancel a run after this long (default: none)
-  -o, --out DIR            the folder images go to, one sub-folder per run (default ${DEFAULTS.outDir})
+  -o, --out DIR            where runs live without --redis: one sub-folder per run, with its
+                           record, events and image; kept across restarts (default ${DEFAULTS.outDir})
+      --retain SPEC        keep finished runs this long and/or this many: 7d, 500, 12h,200
+                           (default 7d,1000); then they are removed with their events and image
       --api-key KEY        require \`Authorization: Bearer KEY\` (or set PROCESSING_RUNNER_API_KEY)
       --allow-unauthenticated  listen on a non-loopback address without a key
       --grace SEC          at SIGTERM/SIGINT, how long running runs get to finish (default 10)
@@ -77,13 +94,19 @@ Options for serve (an HTTP API with live progress; see docs/service.md):
       --max-sse-clients N  event streams open at once; one more gets 503 (default 100)
       --trace EXPORTER     trace runs with OpenTelemetry: console (spans on stdout) or otlp
                            (OTLP/HTTP to OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, default localhost:4318)
-      --redis URL          send runs to Redis for \`processing-runner worker\`s (queue ${DEFAULT_QUEUE})
-                           instead of running them here; --concurrency is then the workers'
+      --redis URL          keep runs in Redis and send them to \`processing-runner worker\`s instead
+                           of running them here: any number of replicas share one Redis and hold
+                           nothing themselves; --concurrency is then the workers'
+      --queue NAME         with --redis: the BullMQ queue and key namespace (default ${DEFAULT_QUEUE})
 
 Options for worker (runs the demo generator for a Redis-backed service, until SIGTERM):
       --redis URL          redis://HOST:PORT, rediss://… or unix:///PATH (required)
       --concurrency N      runs at once, 1 to 64 (default 1)
-      --queue NAME         the BullMQ queue (default ${DEFAULT_QUEUE})
+      --queue NAME         the BullMQ queue and key namespace (default ${DEFAULT_QUEUE})
+      --retain SPEC        as serve's; give both the same (the worker writes the runs' endings)
+      --lock-duration MS   a killed worker's run is taken over after about this plus
+      --stalled-interval MS  this (defaults ${String(DEFAULT_WORKER_TIMING.lockDurationMs)} and ${String(DEFAULT_WORKER_TIMING.stalledIntervalMs)}: under 15 s); see docs/scale-out.md
+  -o, --out DIR            the worker's own copy of each PNG (default ${DEFAULTS.outDir})
 
 The generator is a deterministic demo, not a model: the same prompt, seed, steps and size
 give the same PNG, byte for byte. Ctrl-C cancels a run; no partial file is written.
@@ -161,6 +184,8 @@ const SERVE_OPTIONS = {
   'max-sse-clients': { type: 'string' },
   trace: { type: 'string' },
   redis: { type: 'string' },
+  queue: { type: 'string' },
+  retain: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -168,6 +193,10 @@ const WORKER_OPTIONS = {
   redis: { type: 'string' },
   concurrency: { type: 'string' },
   queue: { type: 'string' },
+  retain: { type: 'string' },
+  'lock-duration': { type: 'string' },
+  'stalled-interval': { type: 'string' },
+  out: { type: 'string', short: 'o' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -180,12 +209,40 @@ function parseWorker(argv: readonly string[]): Command {
   if (positionals.length > 0) throw new UsageError(`unexpected argument '${positionals.join(' ')}'`);
   const { redis, concurrency, queue = DEFAULT_QUEUE } = values;
   if (redis === undefined) throw new UsageError('--redis is required');
+  const ms = (flag: string, raw: string | undefined, fallback: number): number => {
+    if (raw === undefined) return fallback;
+    const value = /^\d+$/.test(raw.trim()) ? Number(raw) : Number.NaN;
+    if (!(Number.isSafeInteger(value) && value >= 100 && value <= 3_600_000)) throw new UsageError(`${flag} must be milliseconds from 100 to 3600000, got ${quote(raw)}`);
+    return value;
+  };
   return {
     kind: 'worker',
     redis: checkRedisUrl(redis),
     concurrency: concurrency === undefined ? 1 : parseInteger('--concurrency', concurrency, WORKER_CONCURRENCY),
     queueName: /^[^\s:]+$/.test(queue) ? queue : badQueue(queue),
+    retention: parseRetain(values.retain),
+    lockDurationMs: ms('--lock-duration', values['lock-duration'], DEFAULT_WORKER_TIMING.lockDurationMs),
+    stalledIntervalMs: ms('--stalled-interval', values['stalled-interval'], DEFAULT_WORKER_TIMING.stalledIntervalMs),
+    outDir: values.out === undefined || values.out === '' ? (values.out === '' ? badOut() : DEFAULTS.outDir) : values.out,
   };
+}
+
+/**
+ * `--retain`: how long finished runs are kept, how many, or both (`7d`, `500`, `12h,200`);
+ * a duration is a number and a unit (s, m, h, d), a count is a bare number.
+ */
+export function parseRetain(raw: string | undefined): Retention {
+  if (raw === undefined) return DEFAULT_RETENTION;
+  let { maxAgeMs, maxCount } = DEFAULT_RETENTION;
+  const parts = raw.split(',').map((part) => part.trim());
+  const units: Readonly<Record<string, number>> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+  for (const part of parts) {
+    const duration = /^(\d+)([smhd])$/.exec(part);
+    if (duration !== null && Number(duration[1]) > 0) maxAgeMs = Number(duration[1]) * (units[duration[2] ?? 's'] ?? 1000);
+    else if (/^\d+$/.test(part) && Number(part) >= 1 && Number(part) <= 1_000_000) maxCount = Number(part);
+    else throw new UsageError(`--retain must be a duration (30m, 12h, 7d), a count of runs (1 to 1000000), or both (7d,500), got ${quote(raw)}`);
+  }
+  return { maxAgeMs, maxCount };
 }
 
 function checkRedisUrl(redis: string): string {
@@ -237,6 +294,8 @@ function parseServe(argv: readonly string[], env: NodeJS.ProcessEnv): Command {
       maxSseClients: whole('--max-sse-clients', values['max-sse-clients'], 100, 0, 100_000),
       trace,
       redis: values.redis === undefined ? undefined : checkRedisUrl(values.redis),
+      queueName: values.queue === undefined ? DEFAULT_QUEUE : /^[^\s:]+$/.test(values.queue) ? values.queue : badQueue(values.queue),
+      retention: parseRetain(values.retain),
     },
   };
 }

@@ -16,6 +16,21 @@ import type { GenerationInput } from '../generator/params.js';
 import { DemoImageRunner } from '../generator/pipeline.js';
 import { BullmqRunQueue } from '../server/queue/bullmq.js';
 import { runWorker } from '../worker/worker.js';
+import { RedisRunStore } from '../server/store/redis.js';
+import type { Retention } from '../server/store/run-store.js';
+
+/** `7 days, 1000 runs at most`. */
+function formatRetention({ maxAgeMs, maxCount }: Retention): string {
+  const units: [number, string][] = [
+    [86_400_000, 'day'],
+    [3_600_000, 'hour'],
+    [60_000, 'minute'],
+    [1000, 'second'],
+  ];
+  const [size, name] = units.find(([unit]) => maxAgeMs % unit === 0) ?? [1000, 'second'];
+  const count = maxAgeMs / size;
+  return `${String(count)} ${name}${count === 1 ? '' : 's'}, ${String(maxCount)} runs at most`;
+}
 
 /** The process exit codes, as `timeout(1)` and shells use them. */
 export const EXIT = { ok: 0, failed: 1, usage: 2, timeout: 124, interrupted: 130 } as const;
@@ -61,11 +76,13 @@ async function serve(options: ServeCommandOptions): Promise<number> {
   const tracing = options.trace === undefined ? undefined : startServiceTracing(options.trace);
   // With --redis, runs go to `processing-runner worker`s through Redis instead of running here.
   const runTimeoutMs = options.runTimeoutSeconds === undefined ? undefined : Math.round(options.runTimeoutSeconds * 1000);
-  const queue = options.redis === undefined ? undefined : new BullmqRunQueue({ connection: options.redis, capacity: options.queueSize, runTimeoutMs });
+  const queue = options.redis === undefined ? undefined : new BullmqRunQueue({ connection: options.redis, queueName: options.queueName, capacity: options.queueSize, runTimeoutMs });
+  const store = options.redis === undefined ? undefined : new RedisRunStore({ url: options.redis, namespace: options.queueName, retention: options.retention, connectionName: `processing-runner:${options.queueName}:service-store` });
   try {
-    server = await startServer({ ...options, queue, tracer: tracing?.tracer, logger: false });
+    server = await startServer({ ...options, queue, store, tracer: tracing?.tracer, logger: false });
   } catch (error) {
     await queue?.close({ graceMs: 0, reason: new DOMException('The service did not start', 'AbortError') });
+    await store?.close();
     await tracing?.shutdown();
     if (error instanceof UnsafeBindError) {
       process.stderr.write(`processing-runner: ${error.message}\n`);
@@ -77,7 +94,7 @@ async function serve(options: ServeCommandOptions): Promise<number> {
   const page = existsSync(join(DEFAULT_WEB_ROOT, 'index.html')) ? `${server.url}/` : 'not built (npm run build:web)';
   process.stdout.write(
     `processing-runner serve: listening on ${server.url}\n  API      ${server.url}/v1/runs  (OpenAPI: ${server.url}/openapi.json)\n  webui    ${server.url}/sdapi/v1/\n  page     ${page}\n` +
-      `  ${String(options.concurrency)} at a time, up to ${String(options.queueSize)} waiting; images in ${options.outDir}${options.apiKey === undefined ? '' : '; API key required'}\n`,
+      `  queue    ${server.app.runs.queue.description}\n  store    ${server.app.runs.store.kind}: ${server.app.runs.store.location}; finished runs kept ${formatRetention(options.retention)}${options.apiKey === undefined ? '' : '\n  API key required'}\n`,
   );
   await new Promise<void>((resolve) => {
     let signals = 0;
@@ -88,6 +105,7 @@ async function serve(options: ServeCommandOptions): Promise<number> {
         process.off('SIGTERM', onSignal);
         process.off('SIGINT', onSignal);
         await tracing?.shutdown();
+        await store?.close();
         process.stdout.write('stopped\n');
         resolve();
       });

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { isAbsolute, join, resolve } from 'node:path';
 
 import { ProcessingRunner, type ProcessingRequestLike, type ProcessingState, type RunContext } from 'processing-runner';
 
@@ -39,6 +39,13 @@ export interface DemoImageRunnerOptions {
    * @default 0
    */
   readonly stepDelayMs?: number | undefined;
+  /**
+   * The folder a relative `outDir` of a request is taken from (a worker's own disk, when the
+   * request came from a service on another machine).
+   *
+   * @default process.cwd()
+   */
+  readonly outRoot?: string | undefined;
 }
 
 /** What a progress update's `info` holds on the steps that carry a preview. */
@@ -59,6 +66,7 @@ export class DemoImageRunner extends ProcessingRunner<GenerationInput, Generated
   readonly #encoded = new WeakMap<ProcessingState<GenerationInput>, Uint8Array>();
   readonly #previewEvery: number;
   readonly #stepDelayMs: number;
+  readonly #outRoot: string | undefined;
 
   /** @throws TypeError when `previewEvery` or `stepDelayMs` is not a whole number from 0 up. */
   constructor(options: DemoImageRunnerOptions = {}) {
@@ -72,6 +80,7 @@ export class DemoImageRunner extends ProcessingRunner<GenerationInput, Generated
     }
     this.#previewEvery = previewEvery;
     this.#stepDelayMs = stepDelayMs;
+    this.#outRoot = options.outRoot;
   }
 
   override prepare(request: ProcessingRequestLike<GenerationInput>, runId: number): ProcessingState<GenerationInput> {
@@ -95,8 +104,9 @@ export class DemoImageRunner extends ProcessingRunner<GenerationInput, Generated
     const png = this.#encoded.get(state);
     if (png === undefined) throw new TypeError('Expected execute() to have encoded this run, got no PNG');
     this.#encoded.delete(state);
-    await mkdir(params.outDir, { recursive: true });
-    const path = join(params.outDir, fileName(params));
+    const dir = this.#outRoot === undefined || isAbsolute(params.outDir) ? params.outDir : resolve(this.#outRoot, params.outDir);
+    await mkdir(dir, { recursive: true });
+    const path = join(dir, fileName(params));
     const partial = `${path}.${randomBytes(4).toString('hex')}.partial`;
     try {
       await writeFile(partial, png);

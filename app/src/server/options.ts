@@ -1,6 +1,7 @@
 import type { Tracer } from '@opentelemetry/api';
 
 import type { RunQueue } from './queue/run-queue.js';
+import type { Retention, RunStore } from './store/run-store.js';
 
 /** How `buildApp()` sets the service up. Every field but `outDir` has a default. */
 export interface AppOptions {
@@ -22,8 +23,10 @@ export interface AppOptions {
   readonly sseHeartbeatMs?: number | undefined;
   /** The least time between two `progress` events sent to one SSE client, in ms. @default 100 */
   readonly progressThrottleMs?: number | undefined;
-  /** Finished runs kept in memory. @default 200 */
-  readonly keepFinished?: number | undefined;
+  /** Where runs live; a `DiskRunStore` under `outDir` when absent. */
+  readonly store?: RunStore | undefined;
+  /** How long and how many finished runs are kept (with their events and images). @default DEFAULT_RETENTION */
+  readonly retention?: Retention | undefined;
   /** The built web page (`index.html`, `app.js`, `app.css`); `/` answers 404 when it is missing. @default app/dist/web */
   readonly webRoot?: string | undefined;
   /** Where runs go; an embedded in-process queue over a new `DemoImageRunner` when absent. */

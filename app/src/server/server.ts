@@ -4,6 +4,7 @@ import type { FastifyInstance } from 'fastify';
 
 import { buildApp } from './app.js';
 import type { AppOptions } from './options.js';
+import { ServiceShutdownError } from './queue/run-queue.js';
 
 /** Options of `startServer()`: the app's, plus where to listen and how to stop. */
 export interface ServerOptions extends AppOptions {
@@ -71,7 +72,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
 async function shutDown(app: FastifyInstance, graceMs: number): Promise<void> {
   const state = app.serviceState;
   state.draining = true;
-  await app.runs.queue.close({ graceMs, reason: new DOMException('The service is shutting down', 'AbortError') });
+  // Waiting runs stay queued in the store (they run after a restart); running ones get the grace
+  // period and then end `interrupted`.
+  await app.runs.queue.close({ graceMs, reason: new ServiceShutdownError() });
+  await app.runs.flushed();
   // Each stream ends itself after its run's `end` event; give them a moment to write it.
   const deadline = Date.now() + 2000;
   while (state.sseClients > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));

@@ -1,15 +1,32 @@
 import { startWorker, type RunnerWorker } from 'processing-runner/bullmq';
 
 import { DemoImageRunner } from '../generator/pipeline.js';
+import { recordRuns } from '../server/runs/recorder.js';
+import { RedisRunStore } from '../server/store/redis.js';
+import type { Retention } from '../server/store/run-store.js';
 
 /** The queue the demo's producers and workers meet on unless told otherwise. */
 export const DEFAULT_QUEUE = 'images';
+
+/**
+ * BullMQ's lock and stalled-check intervals for the demo's workers: a killed worker's run is
+ * taken over by another within about `lockDurationMs + stalledIntervalMs` (10 s + 4 s), where
+ * BullMQ's defaults (30 s + 30 s) leave it frozen for up to a minute. The price: a processor that
+ * blocks its event loop for longer than `lockDurationMs` loses its lock (its lock is renewed from
+ * the event loop) and the run starts again elsewhere. The demo generator yields every step.
+ */
+export const DEFAULT_WORKER_TIMING = { lockDurationMs: 10_000, stalledIntervalMs: 4_000 } as const;
 
 /** What `processing-runner worker` was asked for. */
 export interface WorkerSettings {
   readonly redis: string;
   readonly concurrency: number;
   readonly queueName: string;
+  readonly retention?: Retention | undefined;
+  readonly lockDurationMs?: number | undefined;
+  readonly stalledIntervalMs?: number | undefined;
+  /** The worker's own folder for the PNGs it makes (a relative `outDir` of a job lands here). */
+  readonly outDir?: string | undefined;
 }
 
 /** Where the worker host writes its log lines, and the process it listens to for signals. */
@@ -25,7 +42,7 @@ export interface WorkerHost {
  */
 export async function runWorker(settings: WorkerSettings, host: WorkerHost): Promise<number> {
   // Previews as the service's embedded queue makes them, so its live preview works in both modes.
-  const runner = new DemoImageRunner({ previewEvery: 5 });
+  const runner = new DemoImageRunner({ previewEvery: 5, outRoot: settings.outDir });
   const { log } = host;
   runner.on('start', (request, runId) => {
     const { prompt } = request.processing;
@@ -41,21 +58,29 @@ export async function runWorker(settings: WorkerSettings, host: WorkerHost): Pro
     log(`run ${String(runId)} cancelled in ${phase}`);
   });
 
+  const onError = (error: unknown): void => {
+    log(`redis: ${error instanceof Error ? error.message : String(error)}`);
+  };
+  // The runs' records, events and images go to the store every service replica reads.
+  const store = new RedisRunStore({ url: settings.redis, namespace: settings.queueName, retention: settings.retention, connectionName: `processing-runner:${settings.queueName}:worker-store`, onError });
+  const recorder = recordRuns(runner, store, { onError });
   let worker: RunnerWorker;
   try {
     worker = await startWorker(runner, {
       queueName: settings.queueName,
       connection: settings.redis,
       concurrency: settings.concurrency,
-      onError: (error) => {
-        log(`redis: ${error.message}`);
-      },
+      lockDuration: settings.lockDurationMs ?? DEFAULT_WORKER_TIMING.lockDurationMs,
+      stalledInterval: settings.stalledIntervalMs ?? DEFAULT_WORKER_TIMING.stalledIntervalMs,
+      onError,
     });
   } catch (error) {
     log(`cannot start the worker: ${error instanceof Error ? error.message : String(error)}`);
+    recorder();
+    await store.close();
     return 1;
   }
-  log(`worker ${String(process.pid)} taking jobs from queue ${JSON.stringify(settings.queueName)} (concurrency ${String(settings.concurrency)})`);
+  log(`worker ${String(process.pid)} taking jobs from queue ${JSON.stringify(settings.queueName)} (concurrency ${String(settings.concurrency)}); runs recorded in ${store.location}`);
 
   return new Promise<number>((resolve) => {
     let stopping = false;
@@ -66,12 +91,17 @@ export async function runWorker(settings: WorkerSettings, host: WorkerHost): Pro
       }
       stopping = true;
       log(`${signal}: finishing the jobs running now, taking no new ones`);
-      void worker.close().then(() => {
-        host.signals.off('SIGTERM', onTerm);
-        host.signals.off('SIGINT', onInt);
-        log('worker closed');
-        resolve(0);
-      });
+      void worker
+        .close()
+        .then(() => recorder.flushed())
+        .then(async () => {
+          recorder();
+          await store.close();
+          host.signals.off('SIGTERM', onTerm);
+          host.signals.off('SIGINT', onInt);
+          log('worker closed');
+          resolve(0);
+        });
     };
     const onTerm = (): void => {
       stop('SIGTERM');

@@ -55,11 +55,24 @@ export class EmbeddedRunQueue implements RunQueue {
     return this.#running.size;
   }
 
-  submit(job: RunJob): SubmittedRun {
-    if (this.#closed) throw new QueueClosedError();
+  readonly recordsHere = true;
+
+  get description(): string {
+    return `embedded: ${String(this.#concurrency)} at a time, up to ${String(this.#capacity)} waiting`;
+  }
+
+  assertAccepting(): Promise<void> {
+    if (this.#closed) return Promise.reject(new QueueClosedError());
     // Runs about to take a free slot do not count as waiting: a queue of capacity 0 still runs.
     const freeSlots = Math.max(0, this.#concurrency - this.#running.size);
-    if (this.#waiting.size >= this.#capacity + freeSlots) throw new QueueFullError(this.#capacity);
+    if (this.#waiting.size >= this.#capacity + freeSlots) return Promise.reject(new QueueFullError(this.#capacity));
+    return Promise.resolve();
+  }
+
+  async submit(job: RunJob, options: { readonly force?: boolean } = {}): Promise<SubmittedRun> {
+    if (options.force !== true) await this.assertAccepting();
+    else if (this.#closed) throw new QueueClosedError();
+    const freeSlots = Math.max(0, this.#concurrency - this.#running.size);
     const done = new Promise<GeneratedImage>((resolve, reject) => {
       this.#waiting.set(job.id, { job, resolve, reject });
     });
@@ -67,17 +80,25 @@ export class EmbeddedRunQueue implements RunQueue {
     return { position: Math.max(0, this.#waiting.size - 1 - freeSlots), done };
   }
 
-  position(id: string): number | undefined {
+  position(id: string | undefined): Promise<number | undefined> {
+    return Promise.resolve(this.#position(id));
+  }
+
+  #position(id: string | undefined): number | undefined {
     // Runs about to take a free slot (started on the next turn) are not "ahead" of anyone.
     let index = -Math.max(0, this.#concurrency - this.#running.size);
     for (const key of this.#waiting.keys()) {
       if (key === id) return Math.max(0, index);
       index++;
     }
-    return undefined;
+    return id === undefined ? Math.max(0, index) : undefined;
   }
 
-  cancel(id: string, reason: unknown): CancelOutcome {
+  cancel(id: string, reason: unknown): Promise<CancelOutcome> {
+    return Promise.resolve(this.#cancel(id, reason));
+  }
+
+  #cancel(id: string, reason: unknown): CancelOutcome {
     const waiting = this.#waiting.get(id);
     if (waiting !== undefined) {
       this.#waiting.delete(id);
@@ -94,14 +115,14 @@ export class EmbeddedRunQueue implements RunQueue {
 
   async close({ graceMs, reason }: { readonly graceMs: number; readonly reason: unknown }): Promise<void> {
     this.#closed = true;
-    for (const id of [...this.#waiting.keys()]) this.cancel(id, reason);
+    for (const id of [...this.#waiting.keys()]) this.#cancel(id, reason);
     const all = (): Promise<unknown> => Promise.allSettled(Array.from(this.#running.values(), (run) => run.done));
     let timer: NodeJS.Timeout | undefined;
     const graceOver = new Promise<'grace over'>((resolve) => {
       timer = setTimeout(resolve, graceMs, 'grace over');
     });
     if ((await Promise.race([all(), graceOver])) === 'grace over') {
-      for (const id of [...this.#running.keys()]) this.cancel(id, reason);
+      for (const id of [...this.#running.keys()]) this.#cancel(id, reason);
       await all();
     }
     clearTimeout(timer);

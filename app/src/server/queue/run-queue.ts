@@ -54,19 +54,37 @@ export interface RunQueue {
   /** Runs started and not yet over. */
   readonly running: number;
   /**
-   * Queues a run.
+   * Resolves when a run submitted now would be taken.
+   *
+   * @throws QueueFullError when `waiting` is at capacity.
+   * @throws QueueClosedError after `close()`.
+   */
+  assertAccepting(): Promise<void>;
+  /**
+   * Queues a run. `force` takes it even past capacity (a run accepted before a restart).
    *
    * @throws QueueFullError when `waiting` is at capacity; nothing is queued then.
    * @throws QueueClosedError after `close()`.
    */
-  submit(job: RunJob): SubmittedRun;
-  /** How many runs wait ahead of this one; `undefined` unless it is waiting. */
-  position(id: string): number | undefined;
+  submit(job: RunJob, options?: { readonly force?: boolean }): Promise<SubmittedRun>;
   /**
-   * Cancels a run with `reason`: a waiting run leaves the queue (its `done` rejects with
-   * `reason`), a running one is aborted through its `AbortSignal`.
+   * How many runs wait ahead of this one; `undefined` unless it is waiting. Without an id: how
+   * many a run submitted now would wait behind.
    */
-  cancel(id: string, reason: unknown): CancelOutcome;
+  position(id: string | undefined): Promise<number | undefined>;
+  /**
+   * Cancels a run with `reason`, whoever submitted it: a waiting run leaves the queue (its
+   * `done`, where it was submitted, rejects with `reason`), a running one is aborted through its
+   * `AbortSignal` wherever it runs.
+   */
+  cancel(id: string, reason: unknown): Promise<CancelOutcome>;
+  /** Where runs go, for the start-up banner. */
+  readonly description: string;
+  /**
+   * Whether the runs execute on `runner` in this process, so the service records them here;
+   * `false` when workers elsewhere run and record them.
+   */
+  readonly recordsHere: boolean;
   /**
    * Stops taking runs: the waiting ones are cancelled with `reason` at once, the running ones
    * get `graceMs` to finish and are then cancelled with `reason`. Resolves when none is left.
@@ -87,5 +105,17 @@ export class QueueClosedError extends Error {
   override readonly name = 'QueueClosedError';
   constructor() {
     super('The queue is shutting down and takes no new runs');
+  }
+}
+
+/**
+ * The reason runs are stopped with when the service shuts down: a waiting run stays queued in
+ * the store (it runs after the restart), a running one that the grace period did not let finish
+ * ends `interrupted`, not `cancelled`.
+ */
+export class ServiceShutdownError extends Error {
+  override readonly name = 'ServiceShutdownError';
+  constructor() {
+    super('The service shut down while the run was going; it did not finish');
   }
 }

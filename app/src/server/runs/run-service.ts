@@ -1,219 +1,167 @@
 import { randomUUID } from 'node:crypto';
 
-import { attachProgress, createDetach, type Detach, type Phase, type ProcessingRequestLike, type RunnerEvents, type RunProgress } from 'processing-runner';
-
-import type { GenerationInput } from '../../generator/params.js';
-import type { GeneratedImage, PreviewInfo } from '../../generator/pipeline.js';
 import type { RunJob, RunQueue } from '../queue/run-queue.js';
+import { isTerminal, terminalData, type RunEvent, type RunParameters, type RunRecord, type RunStore } from '../store/run-store.js';
+import { describeReason, isShutdown, recordRuns, type RunRecorder, type ServiceRunInput } from './recorder.js';
 
-/** Where a run stands, as the API reports it. */
-export type RunStatusName = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
-
-/** The SSE event names of a run's stream, in the order they can come. */
-export type RunEventName = 'queued' | 'start' | 'prepare' | 'progress' | 'execute' | 'finalize' | 'error' | 'cancelled' | 'end';
-
-/** One event of a run's stream: `id` counts from 1 within the run. */
-export interface RunEvent {
-  readonly id: number;
-  readonly event: RunEventName;
-  readonly data: Readonly<Record<string, unknown>>;
-}
-
-/** What a client asked for, after the service filled in the seed. */
-export interface RunParameters {
-  readonly prompt: string;
-  readonly negative_prompt: string;
-  readonly seed: number;
-  readonly steps: number;
-  readonly width: number;
-  readonly height: number;
-}
-
-/** A finished image, as `GET /v1/runs/:id` shows it. */
-export interface RunResult {
-  readonly image_url: string;
-  readonly width: number;
-  readonly height: number;
-  readonly seed: number;
-  readonly parameters: string;
-  readonly sha256: string;
-}
-
-/** Step-wise progress, as the API shows it. */
-export interface RunProgressView {
-  readonly step: number;
-  readonly total: number;
-  readonly fraction: number;
-  readonly eta_seconds: number | null;
-}
-
-/** One run, as the service keeps it. Read-only outside this file. */
-export interface RunRecord {
-  readonly id: string;
-  /** Creation order, for newest-first listings and cursors. */
-  readonly seq: number;
-  readonly parameters: RunParameters;
-  readonly createdAt: number;
-  status: RunStatusName;
-  phase: Phase | null;
-  progress: RunProgressView;
-  startedAt: number | undefined;
-  finishedAt: number | undefined;
-  result: RunResult | undefined;
-  /** The PNG on disk, once the run succeeded. */
-  imagePath: string | undefined;
-  error: { readonly message: string; readonly phase: Phase | null } | undefined;
-  /** The latest live preview (a data URI) while the run goes; dropped when it ends. */
-  preview: string | undefined;
-  /** The runner's numeric id of the run, once it started. */
-  runnerId: number | undefined;
-  readonly events: RunEvent[];
-  /** The position the last `queued` event announced. */
-  announcedPosition: number | undefined;
-  /** Events dropped from the front of `events` to keep it bounded. */
-  dropped: number;
-  readonly listeners: Set<(event: RunEvent) => void>;
-}
+export type { RunEvent, RunEventName, RunParameters, RunProgressView, RunRecord, RunResult, RunStatusName } from '../store/run-store.js';
+export { isTerminal } from '../store/run-store.js';
 
 /** Options of `RunService`. */
 export interface RunServiceOptions {
-  /** The folder images go to; each run writes into its own sub-folder named by its id. */
+  /** The folder the embedded runner writes images to; each run writes into its own sub-folder named by its id. */
   readonly outDir: string;
-  /** Finished runs kept in memory (their images stay on disk). @default 200 */
-  readonly keepFinished?: number | undefined;
-  /** Events kept per run for clients that reconnect. @default 512 */
-  readonly eventBuffer?: number | undefined;
+  /**
+   * Record the queue's runs from its runner here (the embedded queue, whose runner runs them in
+   * this process). Off when workers elsewhere record them (Redis). @default true
+   */
+  readonly recordHere?: boolean | undefined;
+  /** Cancel runs that have not ended this long after they were submitted (ms); none when absent. */
+  readonly runTimeoutMs?: number | undefined;
+  /** How often finished runs past retention are removed (ms). @default 60000 */
+  readonly sweepEveryMs?: number | undefined;
   /** Clock in epoch ms. @default Date.now */
-  readonly now?: () => number;
+  readonly now?: (() => number) | undefined;
+  /** Errors nothing else would see. @default a process warning */
+  readonly onError?: ((error: unknown) => void) | undefined;
 }
 
 /** The least time between two rounds of `queued` position updates, in ms. */
 export const POSITION_UPDATE_MS = 250;
 
-const TERMINAL: ReadonlySet<RunStatusName> = new Set(['succeeded', 'failed', 'cancelled']);
-
-/** Whether a status is one of the three endings. */
-export function isTerminal(status: RunStatusName): boolean {
-  return TERMINAL.has(status);
-}
+/** How long after its run settled the submitting replica waits for the record's ending before it writes one itself (ms). */
+const SETTLE_GRACE_MS = 2000;
 
 /**
- * The service's runs: submits them to a `RunQueue`, follows them through the queue's runner
- * events, keeps each run's record and a bounded log of its events for SSE clients, and lets
- * clients subscribe to a run's new events. It attaches a fixed set of listeners to the runner
- * once, however many clients watch, so clients coming and going never touch the runner.
+ * The service's runs: creates each run in the `RunStore`, hands it to the `RunQueue`, and reads
+ * records and events back from the store, so that every answer comes from where the run lives
+ * (this process's disk, or a Redis every replica shares) and not from this process's memory.
+ * With the embedded queue it also records the runs (their runner runs here); with Redis the
+ * workers do.
  */
 export class RunService {
   readonly queue: RunQueue;
-  readonly #records = new Map<string, RunRecord>();
-  readonly #byRunnerId = new Map<number, RunRecord>();
+  readonly store: RunStore;
   readonly #outDir: string;
-  readonly #keepFinished: number;
-  readonly #eventBuffer: number;
   readonly #now: () => number;
-  readonly #detach: Detach;
-  #seq = 0;
-  #finished: string[] = [];
-  #lastStarted: string | undefined;
+  readonly #onError: (error: unknown) => void;
+  readonly #recorder: RunRecorder | undefined;
+  readonly #runTimeoutMs: number | undefined;
+  readonly #sweepEveryMs: number;
   readonly #endedListeners = new Set<(record: RunRecord) => void>();
+  readonly #detachPositions: () => void;
   #positionTimer: NodeJS.Timeout | undefined;
+  #sweepTimer: NodeJS.Timeout | undefined;
+  #lastStarted: string | undefined;
+  #disposed = false;
 
-  constructor(queue: RunQueue, options: RunServiceOptions) {
+  constructor(queue: RunQueue, store: RunStore, options: RunServiceOptions) {
     this.queue = queue;
+    this.store = store;
     this.#outDir = options.outDir;
-    this.#keepFinished = options.keepFinished ?? 200;
-    this.#eventBuffer = options.eventBuffer ?? 512;
     this.#now = options.now ?? Date.now;
-    this.#detach = this.#follow();
+    this.#onError = options.onError ?? ((error: unknown) => process.emitWarning(error instanceof Error ? error.message : String(error), 'RunServiceWarning'));
+    this.#runTimeoutMs = options.runTimeoutMs;
+    this.#sweepEveryMs = options.sweepEveryMs ?? 60_000;
+    this.#recorder = options.recordHere === false ? undefined : recordRuns(queue.runner, store, { now: this.#now, onError: this.#onError });
+    // A run that starts moves every waiting one up.
+    const onPrepare = (state: { readonly request: unknown }): void => {
+      const id = runIdOf(state.request);
+      if (id !== undefined) this.#lastStarted = id;
+      this.#announcePositions();
+    };
+    queue.runner.on('prepare', onPrepare);
+    this.#detachPositions = () => queue.runner.off('prepare', onPrepare);
   }
 
-  /** Creates a run and queues it. @throws QueueFullError, QueueClosedError (nothing is kept then). */
-  submit(parameters: RunParameters, traceContext?: Readonly<Record<string, string>>): RunRecord {
+  /**
+   * Takes up what the store holds from before: with the embedded queue, runs that were waiting
+   * are queued again (in their order) and runs cut off mid-way end `interrupted`. Then removes
+   * what retention no longer keeps, now and every `sweepEveryMs`.
+   */
+  async start(): Promise<void> {
+    if (this.#recorder !== undefined) {
+      for (const record of await this.store.active()) {
+        if (record.status === 'running') {
+          await this.store.end(record.id, 'interrupted', terminalData(record, 'interrupted', record.phase, this.#now(), 'The service stopped while the run was going; it did not finish'));
+        } else {
+          const submitted = await this.queue.submit(this.#job(record.id, record.parameters, undefined), { force: true });
+          await this.store.append(record.id, 'queued', { position: submitted.position }, { status: 'queued' });
+          this.#settleWhenDone(record.id, submitted.done);
+        }
+      }
+    }
+    await this.#sweep();
+    this.#sweepTimer = setInterval(() => void this.#sweep(), this.#sweepEveryMs);
+    this.#sweepTimer.unref();
+  }
+
+  /**
+   * Creates a run and queues it. Resolves once the run is in the store and in the queue: a run
+   * that got an answer is never lost.
+   *
+   * @throws QueueFullError, QueueClosedError (nothing is kept then).
+   */
+  async submit(parameters: RunParameters, traceContext?: Readonly<Record<string, string>>): Promise<RunRecord> {
     const id = randomUUID();
-    const input: GenerationInput = {
-      prompt: parameters.prompt,
-      seed: parameters.seed,
-      steps: parameters.steps,
-      width: parameters.width,
-      height: parameters.height,
-      outDir: `${this.#outDir}/${id}`,
-    };
-    const job: RunJob = traceContext === undefined ? { id, processing: input } : { id, processing: input, traceContext };
-    const record: RunRecord = {
+    const createdAt = this.#now();
+    // Refused before anything is written when the queue is full or closing.
+    this.queue.assertAccepting();
+    const created = await this.store.create({
       id,
-      seq: this.#seq + 1,
       parameters,
-      createdAt: this.#now(),
-      status: 'queued',
-      phase: null,
-      progress: { step: 0, total: parameters.steps, fraction: 0, eta_seconds: null },
-      startedAt: undefined,
-      finishedAt: undefined,
-      result: undefined,
-      imagePath: undefined,
-      error: undefined,
-      preview: undefined,
-      runnerId: undefined,
-      announcedPosition: undefined,
-      events: [],
-      dropped: 0,
-      listeners: new Set(),
-    };
-    // Throws when the queue is full or closing; nothing is kept then.
-    const submitted = this.queue.submit(job);
-    this.#seq++;
-    this.#records.set(id, record);
-    this.#append(record, 'queued', { position: submitted.position });
-    submitted.done.then(
-      () => {
-        this.#end(record);
-      },
-      (reason: unknown) => {
-        // A run that never started (cancelled while waiting) has no runner event to say so.
-        if (!isTerminal(record.status)) this.#settle(record, 'cancelled', null, reason);
-        this.#end(record);
-      },
-    );
-    return record;
+      createdAt,
+      deadline: this.#runTimeoutMs === undefined ? undefined : createdAt + this.#runTimeoutMs,
+      position: (await this.queue.position(undefined)) ?? 0,
+    });
+    let submitted;
+    try {
+      submitted = await this.queue.submit(this.#job(id, parameters, traceContext));
+    } catch (error) {
+      await this.store.end(id, 'failed', terminalData(created, 'failed', null, this.#now(), error instanceof Error ? error.message : String(error)));
+      throw error;
+    }
+    this.#settleWhenDone(id, submitted.done);
+    void this.ended(id).then((record) => {
+      for (const listener of this.#endedListeners) listener(record);
+    }, this.#onError);
+    return created;
   }
 
-  get(id: string): RunRecord | undefined {
-    return this.#records.get(id);
+  get(id: string): Promise<RunRecord | undefined> {
+    return this.store.get(id);
   }
 
-  /** Runs newest first, after the run with sequence `beforeSeq` when given. */
-  list(limit: number, beforeSeq?: number): { readonly runs: RunRecord[]; readonly more: boolean } {
-    const all = [...this.#records.values()].filter((record) => beforeSeq === undefined || record.seq < beforeSeq).reverse();
-    return { runs: all.slice(0, limit), more: all.length > limit };
+  /** Runs newest first, after the run `before` when given. */
+  list(limit: number, before?: string): Promise<{ readonly runs: RunRecord[]; readonly more: boolean }> {
+    return this.store.list(limit, before);
   }
 
   /** The running run that started first; `undefined` when none runs. */
-  current(): RunRecord | undefined {
-    let first: RunRecord | undefined;
-    for (const record of this.#byRunnerId.values()) {
-      if (record.status === 'running' && (first === undefined || (record.startedAt ?? 0) < (first.startedAt ?? 0))) first = record;
-    }
-    return first;
+  async current(): Promise<RunRecord | undefined> {
+    const running = (await this.store.active()).filter((record) => record.status === 'running');
+    return running.sort((a, b) => (a.startedAt ?? 0) - (b.startedAt ?? 0))[0];
   }
 
-  /** The run that started last, running or not (while the service still knows it). */
-  lastStarted(): RunRecord | undefined {
-    return this.#lastStarted === undefined ? undefined : this.#records.get(this.#lastStarted);
+  /** The run this service saw start last, running or not (while the store still has it). */
+  async lastStarted(): Promise<RunRecord | undefined> {
+    return this.#lastStarted === undefined ? undefined : this.store.get(this.#lastStarted);
   }
 
-  /** Resolves when the run's `end` event has been sent (at once for a run that has ended). */
-  ended(record: RunRecord): Promise<void> {
-    if (record.events.at(-1)?.event === 'end') return Promise.resolve();
-    return new Promise((resolve) => {
-      const unsubscribe = this.subscribe(record, (event) => {
+  /** Resolves with the run's record once its `end` event is in the store (at once for a run that has ended). */
+  ended(id: string): Promise<RunRecord> {
+    return new Promise((resolve, reject) => {
+      this.store.follow(id, 0, (event) => {
         if (event.event !== 'end') return;
-        unsubscribe();
-        resolve();
+        this.store.get(id).then((record) => {
+          if (record === undefined) reject(new Error(`The run ${id} is gone from the store`));
+          else resolve(record);
+        }, reject);
       });
     });
   }
 
-  /** Calls `listener` with every run that ends (after its `end` event), until the returned function is called. */
+  /** Calls `listener` with every run submitted here once it has ended, until the returned function is called. */
   onEnded(listener: (record: RunRecord) => void): () => void {
     this.#endedListeners.add(listener);
     return () => {
@@ -221,160 +169,98 @@ export class RunService {
     };
   }
 
-  /** Runs that have not ended. */
-  active(): RunRecord[] {
-    return [...this.#records.values()].filter((record) => !isTerminal(record.status));
-  }
-
   /** The run's waiting position, or `undefined` unless it waits. */
-  position(record: RunRecord): number | undefined {
+  async position(record: RunRecord): Promise<number | undefined> {
     return record.status === 'queued' ? this.queue.position(record.id) : undefined;
   }
 
-  /** Cancels a run that has not ended; `false` when it had already ended. */
-  cancel(record: RunRecord, reason: unknown): boolean {
+  /**
+   * Cancels a run that has not ended, from whichever replica: a waiting one ends `cancelled` at
+   * once, a running one is aborted where it runs. Resolves `false` when it had already ended.
+   */
+  async cancel(record: RunRecord, reason: unknown): Promise<boolean> {
     if (isTerminal(record.status)) return false;
-    const outcome = this.queue.cancel(record.id, reason);
+    const outcome = await this.queue.cancel(record.id, reason);
     if (outcome === 'dequeued') {
-      // Settled now, so the answer to the cancel request already says `cancelled`.
-      this.#settle(record, 'cancelled', null, reason);
+      // Ended now, so the answer to the cancel request already says `cancelled`.
+      await this.store.end(record.id, 'cancelled', terminalData(record, 'cancelled', null, this.#now(), describeReason(reason, 'cancelled')));
       this.#announcePositions();
     }
-    return outcome !== 'unknown';
+    return true;
+  }
+
+  /** Calls `listener` with each event after `afterId`, replayed then live, once each and in order. */
+  follow(record: RunRecord, afterId: number, listener: (event: RunEvent) => void): () => void {
+    return this.store.follow(record.id, afterId, listener);
   }
 
   /** Events after `afterId`, oldest first. */
-  eventsAfter(record: RunRecord, afterId: number): RunEvent[] {
-    return record.events.filter((event) => event.id > afterId);
+  eventsAfter(record: RunRecord, afterId: number): Promise<RunEvent[]> {
+    return this.store.eventsAfter(record.id, afterId);
   }
 
-  /** Calls `listener` with each new event of the run until the returned function is called. */
-  subscribe(record: RunRecord, listener: (event: RunEvent) => void): () => void {
-    record.listeners.add(listener);
-    return () => {
-      record.listeners.delete(listener);
-    };
+  /** The run's PNG, once it succeeded. */
+  image(record: RunRecord): Promise<Buffer | undefined> {
+    return this.store.image(record.id);
   }
 
-  /** Detaches from the runner. */
+  /** The newest live preview of a run that is going. */
+  preview(record: RunRecord): Promise<string | undefined> {
+    return this.store.preview(record.id);
+  }
+
+  /** Resolves once every write this service asked for has been made. */
+  async flushed(): Promise<void> {
+    await this.#recorder?.flushed();
+  }
+
+  /** Detaches from the runner and stops the timers (the store and queue are closed by their owners). */
   dispose(): void {
+    this.#disposed = true;
     clearTimeout(this.#positionTimer);
-    this.#detach();
+    clearInterval(this.#sweepTimer);
+    this.#detachPositions();
+    this.#recorder?.();
   }
 
-  #follow(): Detach {
-    const runner = this.queue.runner;
-    const recordOf = (request: ProcessingRequestLike<GenerationInput>): RunRecord | undefined => {
-      const id = (request as Partial<RunJob>).id;
-      return typeof id === 'string' ? this.#records.get(id) : undefined;
+  #job(id: string, parameters: RunParameters, traceContext: Readonly<Record<string, string>> | undefined): RunJob {
+    const processing: ServiceRunInput = {
+      runId: id,
+      prompt: parameters.prompt,
+      seed: parameters.seed,
+      steps: parameters.steps,
+      width: parameters.width,
+      height: parameters.height,
+      // Runs recorded here write into their folder of the store; a worker elsewhere writes under its own --out.
+      outDir: this.#recorder === undefined ? id : `${this.#outDir}/${id}`,
     };
-    // The library's tracker computes fraction and ETA; it runs first, so the listeners below
-    // see the progress of the event they handle.
-    const tracker = attachProgress(runner, { keepFinished: 0 });
-    const view = (progress: RunProgress | undefined, record: RunRecord): RunProgressView =>
-      progress === undefined
-        ? record.progress
-        : { step: progress.step, total: progress.total === 0 ? record.parameters.steps : progress.total, fraction: progress.fraction, eta_seconds: progress.etaSeconds };
-    const listeners: { [E in keyof RunnerEvents<GenerationInput, GeneratedImage>]?: (...args: RunnerEvents<GenerationInput, GeneratedImage>[E]) => void } = {
-      start: (request, runId) => {
-        const record = recordOf(request);
-        if (record === undefined) return;
-        record.runnerId = runId;
-        this.#lastStarted = record.id;
-        this.#byRunnerId.set(runId, record);
-        record.status = 'running';
-        record.phase = 'prepare';
-        record.startedAt = this.#now();
-        this.#append(record, 'start', { status: 'running', phase: 'prepare', started_at: new Date(record.startedAt).toISOString() });
-        this.#announcePositions();
-      },
-      prepare: (state) => {
-        const record = this.#byRunnerId.get(state.runId);
-        if (record === undefined) return;
-        record.phase = 'execute';
-        record.progress = view(tracker.get(state.runId), record);
-        this.#append(record, 'prepare', { phase: 'execute', ...record.progress });
-      },
-      progress: (state, update) => {
-        const record = this.#byRunnerId.get(state.runId);
-        if (record === undefined) return;
-        record.progress = view(tracker.get(state.runId), record);
-        const preview = previewOf(update.info);
-        if (preview !== undefined) {
-          record.preview = preview;
-          // One preview per run is kept: older progress events lose theirs.
-          for (const event of record.events) {
-            if (event.event === 'progress' && 'preview' in event.data) {
-              const { preview: _dropped, ...rest } = event.data;
-              (event as { data: Readonly<Record<string, unknown>> }).data = rest;
-            }
-          }
-        }
-        this.#append(record, 'progress', preview === undefined ? { ...record.progress } : { ...record.progress, preview });
-      },
-      execute: (state, result) => {
-        const record = this.#byRunnerId.get(state.runId);
-        if (record === undefined) return;
-        record.phase = 'finalize';
-        record.progress = view(tracker.get(state.runId), record);
-        this.#append(record, 'execute', { phase: 'finalize', sha256: result.sha256, ...record.progress });
-      },
-      finalize: (state, image) => {
-        const record = this.#byRunnerId.get(state.runId);
-        if (record === undefined) return;
-        record.imagePath = image.path ?? undefined;
-        record.result = {
-          image_url: `/v1/runs/${record.id}/image`,
-          width: image.width,
-          height: image.height,
-          seed: image.seed,
-          parameters: image.parameters,
-          sha256: image.sha256,
-        };
-        record.progress = { ...record.progress, step: record.progress.total, fraction: 1, eta_seconds: 0 };
-        this.#settle(record, 'succeeded', 'finalize', undefined);
-      },
-      error: (error, failure) => {
-        const record = this.#byRunnerId.get(failure.runId);
-        if (record !== undefined) this.#settle(record, 'failed', failure.phase, error);
-      },
-      cancelled: (reason, failure) => {
-        const record = this.#byRunnerId.get(failure.runId);
-        if (record !== undefined) this.#settle(record, 'cancelled', failure.phase, reason);
-      },
-    };
-    const entries = Object.entries(listeners) as [keyof typeof listeners, (...args: unknown[]) => void][];
-    for (const [event, listener] of entries) runner.on(event, listener);
-    return createDetach(() => {
-      for (const [event, listener] of entries) runner.off(event, listener);
-      tracker();
-    });
+    return traceContext === undefined ? { id, processing } : { id, processing, traceContext };
   }
 
-  #settle(record: RunRecord, status: Exclude<RunStatusName, 'queued' | 'running'>, phase: Phase | null, reason: unknown): void {
-    record.status = status;
-    record.phase = phase;
-    record.finishedAt = this.#now();
-    record.preview = undefined;
-    if (record.runnerId !== undefined) this.#byRunnerId.delete(record.runnerId);
-    const finished_at = new Date(record.finishedAt).toISOString();
-    if (status === 'succeeded') {
-      this.#append(record, 'finalize', { status, phase, finished_at, result: record.result, ...record.progress });
-      return;
-    }
-    record.error = { message: describeReason(reason, status), phase };
-    this.#append(record, status === 'failed' ? 'error' : 'cancelled', { status, phase, finished_at, message: record.error.message });
-  }
-
-  #end(record: RunRecord): void {
-    this.#append(record, 'end', { status: record.status });
-    record.listeners.clear();
-    for (const listener of this.#endedListeners) listener(record);
-    this.#finished.push(record.id);
-    while (this.#finished.length > this.#keepFinished) {
-      const oldest = this.#finished.shift();
-      if (oldest !== undefined) this.#records.delete(oldest);
-    }
+  /**
+   * A run can settle without its runner saying so: cancelled while waiting (it never started),
+   * or failed on a worker that could not record it. Once `done` settles and the record still has
+   * not ended after a grace period, this writes the ending from what the queue said; a record
+   * that ended meanwhile refuses it.
+   */
+  #settleWhenDone(id: string, done: Promise<unknown>): void {
+    done.then(
+      () => undefined,
+      async (reason: unknown) => {
+        const record = await this.store.get(id);
+        if (record === undefined || isTerminal(record.status)) return;
+        // A run still waiting when the service shut down stays queued: it runs after the restart.
+        if (isShutdown(reason) && record.status === 'queued') return;
+        const cancelled = isAbort(reason);
+        // A cancelled run that never started has nothing to wait for; otherwise the recorder
+        // (here or on a worker) normally writes the ending within milliseconds.
+        if (!(cancelled && record.status === 'queued')) await new Promise((resolve) => setTimeout(resolve, SETTLE_GRACE_MS).unref());
+        const latest = (await this.store.get(id)) ?? record;
+        if (isTerminal(latest.status)) return;
+        const status = isShutdown(reason) ? 'interrupted' : cancelled ? 'cancelled' : 'failed';
+        await this.store.end(id, status, terminalData(latest, status, latest.status === 'queued' ? null : latest.phase, this.#now(), describeReason(reason, status)));
+      },
+    ).catch(this.#onError);
   }
 
   /**
@@ -383,40 +269,30 @@ export class RunService {
    * n² events for n runs queued at once.
    */
   #announcePositions(): void {
-    if (this.#positionTimer !== undefined) return;
+    if (this.#positionTimer !== undefined || this.#disposed) return;
     this.#positionTimer = setTimeout(() => {
       this.#positionTimer = undefined;
-      for (const record of this.#records.values()) {
-        if (record.status !== 'queued') continue;
-        const position = this.queue.position(record.id);
-        if (position !== undefined && position !== record.announcedPosition) this.#append(record, 'queued', { position });
-      }
+      void (async () => {
+        for (const record of await this.store.active()) {
+          if (record.status !== 'queued') continue;
+          const position = await this.queue.position(record.id);
+          if (position !== undefined && position !== record.position) await this.store.append(record.id, 'queued', { position }, { status: 'queued' });
+        }
+      })().catch(this.#onError);
     }, POSITION_UPDATE_MS);
     this.#positionTimer.unref();
   }
 
-  #append(record: RunRecord, event: RunEventName, data: Readonly<Record<string, unknown>>): void {
-    const entry: RunEvent = { id: record.dropped + record.events.length + 1, event, data };
-    if (event === 'queued') record.announcedPosition = data.position as number;
-    record.events.push(entry);
-    if (record.events.length > this.#eventBuffer) {
-      record.events.shift();
-      record.dropped++;
-    }
-    for (const listener of record.listeners) listener(entry);
+  async #sweep(): Promise<void> {
+    await this.store.sweep(this.#now()).catch(this.#onError);
   }
 }
 
-function previewOf(info: unknown): string | undefined {
-  const preview = typeof info === 'object' && info !== null ? (info as Partial<PreviewInfo>).preview : undefined;
-  return typeof preview === 'string' ? preview : undefined;
+function runIdOf(request: unknown): string | undefined {
+  const processing = (request as { processing?: Partial<ServiceRunInput> } | undefined)?.processing;
+  return typeof processing?.runId === 'string' ? processing.runId : undefined;
 }
 
-function describeReason(reason: unknown, status: RunStatusName): string {
-  if (reason instanceof Error || reason instanceof DOMException) {
-    if (status === 'cancelled' && reason.name === 'TimeoutError') return 'Timed out (--run-timeout)';
-    return reason.message;
-  }
-  if (typeof reason === 'string') return reason;
-  return status === 'cancelled' ? 'Cancelled' : 'The run failed';
+function isAbort(reason: unknown): boolean {
+  return (reason instanceof Error || reason instanceof DOMException) && (reason.name === 'AbortError' || reason.name === 'TimeoutError' || reason.name === 'ServiceShutdownError');
 }

@@ -33,7 +33,14 @@ export const ListRunsQuery = Type.Object(
 );
 export type ListRunsQuery = Static<typeof ListRunsQuery>;
 
-export const RunStatus = Type.Union([Type.Literal('queued'), Type.Literal('running'), Type.Literal('succeeded'), Type.Literal('failed'), Type.Literal('cancelled')]);
+export const RunStatus = Type.Union([
+  Type.Literal('queued'),
+  Type.Literal('running'),
+  Type.Literal('succeeded'),
+  Type.Literal('failed'),
+  Type.Literal('cancelled'),
+  Type.Literal('interrupted'),
+]);
 const Phase = Type.Union([Type.Literal('prepare'), Type.Literal('execute'), Type.Literal('finalize'), Type.Null()]);
 
 export const RunLinks = Type.Object({
@@ -81,6 +88,7 @@ export const Run = Type.Object(
     finished_at: Type.Optional(Type.String({ format: 'date-time' })),
     result: Type.Optional(RunResultSchema),
     error: Type.Optional(Type.Object({ message: Type.String(), phase: Phase })),
+    attempt: Type.Optional(Type.Integer({ minimum: 2, description: 'Present once a worker was lost and another took the run over: the attempt running it.' })),
     links: RunLinks,
   },
   { additionalProperties: false },

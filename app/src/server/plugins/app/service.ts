@@ -8,6 +8,7 @@ import { DemoImageRunner } from '../../../generator/pipeline.js';
 import { EmbeddedRunQueue } from '../../queue/embedded.js';
 import type { AppOptions } from '../../options.js';
 import { RunService } from '../../runs/run-service.js';
+import { DiskRunStore } from '../../store/disk.js';
 
 /** The service's settings after defaults, as routes read them. */
 export interface ServiceSettings {
@@ -42,7 +43,7 @@ declare module 'fastify' {
  * `serviceState`.
  */
 export default fp(
-  function service(app: FastifyInstance, options: AppOptions, done: () => void): void {
+  async function service(app: FastifyInstance, options: AppOptions): Promise<void> {
     const previewEvery = options.previewEvery ?? 5;
     const queue =
       options.queue ??
@@ -52,7 +53,14 @@ export default fp(
         runTimeoutMs: options.runTimeoutSeconds === undefined ? undefined : Math.round(options.runTimeoutSeconds * 1000),
       });
     const outDir = resolve(options.outDir);
-    const runs = new RunService(queue, { outDir, keepFinished: options.keepFinished });
+    // Runs live on disk under --out unless a store is given (Redis, shared by every replica).
+    const ownStore = options.store === undefined;
+    const store = options.store ?? (await DiskRunStore.open({ dir: outDir, retention: options.retention }));
+    const runs = new RunService(queue, store, {
+      outDir,
+      recordHere: queue.recordsHere,
+      runTimeoutMs: queue.recordsHere || options.runTimeoutSeconds === undefined ? undefined : Math.round(options.runTimeoutSeconds * 1000),
+    });
     app.decorate('runs', runs);
     app.decorate('settings', {
       outDir,
@@ -79,12 +87,15 @@ export default fp(
               };
             },
           });
+    app.addHook('onReady', async () => {
+      await runs.start();
+    });
     app.addHook('onClose', async () => {
       detachTracing?.();
+      await runs.flushed();
       runs.dispose();
-      await Promise.resolve();
+      if (ownStore) await store.close();
     });
-    done();
   },
   { name: 'service' },
 );

@@ -1,13 +1,10 @@
-import { createReadStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
-import { isAbsolute, relative, resolve } from 'node:path';
 import { randomInt } from 'node:crypto';
 
 import type { FastifyPluginCallbackTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 
 import { QueueClosedError, QueueFullError } from '../../queue/run-queue.js';
-import { type RunRecord, type RunService } from '../../runs/run-service.js';
+import { isTerminal, type RunRecord, type RunService } from '../../runs/run-service.js';
 import { ErrorBody } from '../../schemas/common.js';
 import { CancelAccepted, CreatedRun, CreateRunBody, ListRunsQuery, Run, RunEventsQuery, RunIdParams, RunList } from '../../schemas/runs.js';
 import { RunEventStream } from './stream.js';
@@ -16,9 +13,9 @@ import { RunEventStream } from './stream.js';
 const RETRY_AFTER_SECONDS = 5;
 
 /** The run as the API shows it. */
-export function toRunView(runs: RunService, record: RunRecord): Run {
+export async function toRunView(runs: RunService, record: RunRecord): Promise<Run> {
   const iso = (ms: number | undefined): { readonly value?: string } => (ms === undefined ? {} : { value: new Date(ms).toISOString() });
-  const position = runs.position(record);
+  const position = await runs.position(record);
   const started = iso(record.startedAt).value;
   const finished = iso(record.finishedAt).value;
   return {
@@ -33,6 +30,7 @@ export function toRunView(runs: RunService, record: RunRecord): Run {
     ...(finished === undefined ? {} : { finished_at: finished }),
     ...(record.result === undefined ? {} : { result: record.result }),
     ...(record.error === undefined ? {} : { error: record.error }),
+    ...(record.attempt > 1 ? { attempt: record.attempt } : {}),
     links: linksOf(record.id),
   };
 }
@@ -51,7 +49,7 @@ export function traceContextOf(request: FastifyRequest): Record<string, string> 
 
 /** The run `id` names, or a `404` sent. */
 async function findRun(runs: RunService, id: string, reply: FastifyReply): Promise<RunRecord | undefined> {
-  const record = runs.get(id);
+  const record = await runs.get(id);
   if (record === undefined) await reply.code(404).send({ message: `No run with id ${id}` });
   return record;
 }
@@ -75,7 +73,7 @@ const runsRoutes: FastifyPluginCallbackTypebox = (app, _options, done) => {
       const parameters = { prompt, negative_prompt, seed: seed === -1 ? randomInt(0, 2 ** 32) : seed, steps, width, height };
       let record: RunRecord;
       try {
-        record = runs.submit(parameters, traceContextOf(request));
+        record = await runs.submit(parameters, traceContextOf(request));
       } catch (error) {
         if (error instanceof QueueFullError) return reply.code(429).header('Retry-After', String(RETRY_AFTER_SECONDS)).send({ message: error.message });
         if (error instanceof QueueClosedError) return reply.code(503).send({ message: error.message });
@@ -85,7 +83,7 @@ const runsRoutes: FastifyPluginCallbackTypebox = (app, _options, done) => {
       return reply
         .code(202)
         .header('Location', links.self)
-        .send({ id: record.id, status: 'queued', position: runs.position(record) ?? 0, links });
+        .send({ id: record.id, status: 'queued', position: (await runs.position(record)) ?? 0, links });
     },
   );
 
@@ -94,11 +92,10 @@ const runsRoutes: FastifyPluginCallbackTypebox = (app, _options, done) => {
     { schema: { summary: 'Recent runs, newest first', tags: ['runs'], querystring: ListRunsQuery, response: { 200: RunList, 400: ErrorBody, 404: ErrorBody } } },
     async (request, reply) => {
       const { limit = 20, before } = request.query;
-      const cursor = before === undefined ? undefined : runs.get(before);
-      if (before !== undefined && cursor === undefined) return reply.code(404).send({ message: `No run with id ${before} (it may have been forgotten)` });
-      const page = runs.list(limit, cursor?.seq);
+      if (before !== undefined && (await runs.get(before)) === undefined) return reply.code(404).send({ message: `No run with id ${before} (it may have been removed by retention)` });
+      const page = await runs.list(limit, before);
       const last = page.runs.at(-1);
-      return { runs: page.runs.map((record) => toRunView(runs, record)), next: page.more && last !== undefined ? last.id : null };
+      return { runs: await Promise.all(page.runs.map((record) => toRunView(runs, record))), next: page.more && last !== undefined ? last.id : null };
     },
   );
 
@@ -107,7 +104,7 @@ const runsRoutes: FastifyPluginCallbackTypebox = (app, _options, done) => {
     { schema: { summary: 'One run', tags: ['runs'], params: RunIdParams, response: { 200: Run, 400: ErrorBody, 404: ErrorBody } } },
     async (request, reply) => {
       const record = await findRun(runs, request.params.id, reply);
-      return record === undefined ? reply : toRunView(runs, record);
+      return record === undefined ? reply : await toRunView(runs, record);
     },
   );
 
@@ -124,14 +121,14 @@ const runsRoutes: FastifyPluginCallbackTypebox = (app, _options, done) => {
     async (request, reply) => {
       const record = await findRun(runs, request.params.id, reply);
       if (record === undefined) return reply;
-      const wasQueued = record.status === 'queued';
-      if (!runs.cancel(record, new DOMException('Cancelled by a client', 'AbortError'))) {
+      if (!(await runs.cancel(record, new DOMException('Cancelled by a client', 'AbortError')))) {
         return reply.code(409).send({ message: `The run has already ${record.status === 'succeeded' ? 'succeeded' : `ended (${record.status})`}` });
       }
+      const now = (await runs.get(record.id)) ?? record;
       return reply.code(202).send({
         id: record.id,
-        status: record.status,
-        message: wasQueued ? 'Cancelled before it started' : 'Cancelling: the run stops at its next step',
+        status: now.status,
+        message: now.status === 'cancelled' ? 'Cancelled before it started' : isTerminal(now.status) ? `The run ended (${now.status}) before the cancel reached it` : 'Cancelling: the run stops at its next step',
       });
     },
   );
@@ -149,24 +146,15 @@ const runsRoutes: FastifyPluginCallbackTypebox = (app, _options, done) => {
     async (request, reply) => {
       const record = await findRun(runs, request.params.id, reply);
       if (record === undefined) return reply;
-      if (record.status !== 'succeeded' || record.imagePath === undefined) {
-        return reply.code(409).send({ message: `The run has no image: it is ${record.status}` });
-      }
-      const path = resolve(record.imagePath);
-      const inside = relative(app.settings.outDir, path);
-      // The path is the service's own, but the check keeps any mistake from reading outside --out.
-      if (inside.startsWith('..') || isAbsolute(inside)) return reply.code(404).send({ message: 'The image is not in the output folder' });
-      const size = await stat(path).then(
-        (stats) => stats.size,
-        () => undefined,
-      );
-      if (size === undefined) return reply.code(404).send({ message: 'The image file is gone from the output folder' });
+      if (record.status !== 'succeeded') return reply.code(409).send({ message: `The run has no image: it is ${record.status}` });
+      const png = await runs.image(record);
+      if (png === undefined) return reply.code(404).send({ message: `The image of run ${record.id} is gone from the store` });
       return reply
         .type('image/png')
-        .header('Content-Length', String(size))
+        .header('Content-Length', String(png.length))
         .header('Content-Disposition', `inline; filename="${record.id}.png"`)
         .header('Cache-Control', 'private, max-age=31536000, immutable')
-        .send(createReadStream(path));
+        .send(png);
     },
   );
 
@@ -198,14 +186,17 @@ const runsRoutes: FastifyPluginCallbackTypebox = (app, _options, done) => {
       reply.sse.keepAlive();
       reply.header('Cache-Control', 'no-cache, no-transform').header('X-Accel-Buffering', 'no');
       const stream = new RunEventStream(reply, app.settings.progressThrottleMs);
-      // Replay and subscription happen in one synchronous stretch: no event falls between them.
-      for (const event of runs.eventsAfter(record, after)) stream.push(event);
-      const ended = record.events.at(-1)?.event === 'end';
-      const unsubscribe = ended
-        ? undefined
-        : runs.subscribe(record, (event) => {
-            stream.push(event);
-          });
+      // Nothing to send (a finished run's client that has seen it all): close at once.
+      if (isTerminal(record.status) && after >= record.lastEventId) {
+        reply.sse.sendHeaders();
+        reply.sse.close();
+        state.sseClients--;
+        return reply;
+      }
+      // Replayed then live, each event once and in id order, from wherever the run lives.
+      const unfollow = runs.follow(record, after, (event) => {
+        stream.push(event);
+      });
       const closeNow = (): void => {
         reply.sse.close();
       };
@@ -213,14 +204,9 @@ const runsRoutes: FastifyPluginCallbackTypebox = (app, _options, done) => {
       reply.sse.onClose(() => {
         state.sseClients--;
         state.closeStreams.delete(closeNow);
-        unsubscribe?.();
+        unfollow();
         stream.close();
       });
-      // Nothing to send (a finished run's client that has seen it all): close at once.
-      if (ended && after >= (record.events.at(-1)?.id ?? 0)) {
-        reply.sse.sendHeaders();
-        reply.sse.close();
-      }
       return reply;
     },
   );

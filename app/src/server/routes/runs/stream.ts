@@ -21,6 +21,7 @@ export class RunEventStream {
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
   #sentAny = false;
+  #lastQueuedId = 0;
 
   constructor(reply: FastifyReply, throttleMs: number) {
     this.#reply = reply;
@@ -31,21 +32,24 @@ export class RunEventStream {
   push(event: RunEvent): void {
     if (this.#closed) return;
     if (event.event === 'progress' && this.#throttleMs > 0) {
+      // The newest progress always replaces a held one (carrying its preview when it has none),
+      // so a held event can never go out after a newer one.
+      const preview = this.#held?.data.preview;
+      const newest = preview !== undefined && event.data.preview === undefined ? { ...event, data: { ...event.data, preview } } : event;
       const wait = this.#lastProgressAt + this.#throttleMs - Date.now();
       if (wait > 0) {
-        // Keep the newest, carrying the held one's preview when the newest has none.
-        const preview = this.#held?.data.preview;
-        this.#held = preview !== undefined && event.data.preview === undefined ? { ...event, data: { ...event.data, preview } } : event;
+        this.#held = newest;
         this.#timer ??= setTimeout(() => {
           this.#timer = undefined;
           this.#release();
         }, wait);
         return;
       }
-      this.#lastProgressAt = Date.now();
-    } else {
+      this.#held = newest;
       this.#release();
+      return;
     }
+    this.#release();
     this.#enqueue(event);
   }
 
@@ -69,6 +73,9 @@ export class RunEventStream {
   }
 
   #enqueue(event: RunEvent): void {
+    // Ids only go up on the wire, whatever happens upstream.
+    if (event.id <= this.#lastQueuedId) return;
+    this.#lastQueuedId = event.id;
     this.#outbox.push(event);
     if (!this.#writing) void this.#drain();
   }

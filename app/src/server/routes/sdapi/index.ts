@@ -1,5 +1,4 @@
 import { randomInt } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 
 import type { FastifyPluginCallbackTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
@@ -30,7 +29,8 @@ function webuiError(detail: string): WebuiError {
  */
 const sdapiRoutes: FastifyPluginCallbackTypebox = (app, _options, done) => {
   const { runs } = app;
-  const stops = new WeakMap<RunRecord, StopKind>();
+  /** By run id: records are snapshots read from the store, not one object per run. */
+  const stops = new Map<string, StopKind>();
 
   app.post(
     '/sdapi/v1/txt2img',
@@ -58,16 +58,16 @@ const sdapiRoutes: FastifyPluginCallbackTypebox = (app, _options, done) => {
       };
       let record: RunRecord;
       try {
-        record = runs.submit(parameters, traceContextOf(request));
+        record = await runs.submit(parameters, traceContextOf(request));
       } catch (error) {
         if (error instanceof QueueFullError) return reply.code(429).header('Retry-After', '5').send({ message: error.message });
         if (error instanceof QueueClosedError) return reply.code(503).send({ message: error.message });
         throw error;
       }
-      await runs.ended(record);
-      const succeeded = record.status === 'succeeded' && record.imagePath !== undefined;
+      record = await runs.ended(record.id);
       const send = body.send_images !== false;
-      const images = succeeded && send ? [(await readFile(record.imagePath ?? '')).toString('base64')] : [];
+      const png = record.status === 'succeeded' && send ? await runs.image(record) : undefined;
+      const images = png === undefined ? [] : [png.toString('base64')];
       const infotext = record.result?.parameters;
       const info = {
         prompt: parameters.prompt,
@@ -113,10 +113,10 @@ const sdapiRoutes: FastifyPluginCallbackTypebox = (app, _options, done) => {
   app.get(
     '/sdapi/v1/progress',
     { schema: { summary: 'Progress of the run going now, as the webui computes it', tags: ['sdapi'], querystring: ProgressQuery, response: { 200: ProgressResponse, 422: HTTPValidationError } } },
-    (request) => {
-      const current = runs.current();
-      const last = current ?? runs.lastStarted();
-      const stop = last === undefined ? undefined : stops.get(last);
+    async (request) => {
+      const current = await runs.current();
+      const last = current ?? (await runs.lastStarted());
+      const stop = last === undefined ? undefined : stops.get(last.id);
       const step = current?.progress.step ?? 0;
       const steps = current?.progress.total ?? 0;
       const state = {
@@ -132,7 +132,7 @@ const sdapiRoutes: FastifyPluginCallbackTypebox = (app, _options, done) => {
       };
       const elapsedSeconds = current?.startedAt === undefined ? 0 : (Date.now() - current.startedAt) / 1000;
       const { progress, etaRelative } = webuiProgress({ jobCount: state.job_count, jobNo: 0, samplingStep: step, samplingSteps: steps, elapsedSeconds });
-      const preview = request.query.skip_current_image === true ? undefined : current?.preview;
+      const preview = request.query.skip_current_image === true || current === undefined ? undefined : await runs.preview(current);
       return {
         progress,
         eta_relative: etaRelative,
@@ -143,20 +143,21 @@ const sdapiRoutes: FastifyPluginCallbackTypebox = (app, _options, done) => {
     },
   );
 
-  const stopCurrent = (kind: StopKind): void => {
-    const current = runs.current();
+  const stopCurrent = async (kind: StopKind): Promise<void> => {
+    const current = await runs.current();
     if (current === undefined) return;
-    stops.set(current, kind);
-    runs.cancel(current, new DOMException(kind === 'interrupted' ? 'Interrupted (/sdapi/v1/interrupt)' : 'Skipped (/sdapi/v1/skip)', 'AbortError'));
+    stops.clear();
+    stops.set(current.id, kind);
+    await runs.cancel(current, new DOMException(kind === 'interrupted' ? 'Interrupted (/sdapi/v1/interrupt)' : 'Skipped (/sdapi/v1/skip)', 'AbortError'));
   };
 
-  app.post('/sdapi/v1/interrupt', { schema: { summary: 'Interrupt the run going now', tags: ['sdapi'], response: { 200: Type.Object({}) } } }, () => {
-    stopCurrent('interrupted');
+  app.post('/sdapi/v1/interrupt', { schema: { summary: 'Interrupt the run going now', tags: ['sdapi'], response: { 200: Type.Object({}) } } }, async () => {
+    await stopCurrent('interrupted');
     return {};
   });
 
-  app.post('/sdapi/v1/skip', { schema: { summary: 'Skip the image being made (with one image a run: stop it)', tags: ['sdapi'], response: { 200: Type.Null() } } }, () => {
-    stopCurrent('skipped');
+  app.post('/sdapi/v1/skip', { schema: { summary: 'Skip the image being made (with one image a run: stop it)', tags: ['sdapi'], response: { 200: Type.Null() } } }, async () => {
+    await stopCurrent('skipped');
     return null;
   });
 
