@@ -420,7 +420,7 @@ describe('bad input: the service routes', () => {
     const response = await app.inject(payload === undefined ? { method, url } : { method, url, payload });
     expect(response.statusCode).toBe(status);
     expect(response.body).toContain(says);
-    expect(app.runs.list(100).runs).toHaveLength(0);
+    expect((await app.runs.list(100)).runs).toHaveLength(0);
   });
 
 });

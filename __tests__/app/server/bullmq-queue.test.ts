@@ -1,12 +1,16 @@
-// `serve --redis`: the service's "where runs go" seam on BullMQ (BullmqRunQueue), against a
-// real Redis, with a worker (startWorker on the demo generator) in this process.
+// `serve --redis`: the service's "where runs go" seam on BullMQ (BullmqRunQueue) and the run
+// store every replica shares (RedisRunStore), against a real Redis, with a worker (startWorker on
+// the demo generator, recording its runs to the store, as `processing-runner worker` does) in
+// this process.
 import type { FastifyInstance } from 'fastify';
 import type { Redis } from 'ioredis';
 
 import { startWorker, type RunnerWorker } from '../../../src/bullmq';
 import { DemoImageRunner } from '../../../app/src/generator/pipeline';
 import { BullmqRunQueue } from '../../../app/src/server/queue/bullmq';
-import { QueueFullError } from '../../../app/src/server/queue/run-queue';
+import { QueueFullError, type RunJob } from '../../../app/src/server/queue/run-queue';
+import { recordRuns } from '../../../app/src/server/runs/recorder';
+import { RedisRunStore } from '../../../app/src/server/store/redis';
 import { adminClient, connectionsOf, deleteKeys, describeRedis, redisConnection, stopSharedRedis, uniquePrefix } from '../../support/redis';
 import { CLI_GOLDENS, makeApp, SMALL, waitForEvent } from './helpers';
 
@@ -44,13 +48,22 @@ describeRedis('BullmqRunQueue', () => {
     let app: FastifyInstance;
     let dispose: () => Promise<void>;
     let worker: RunnerWorker;
+    let stores: RedisRunStore[];
+    let stopRecording: () => void;
     beforeEach(async () => {
-      ({ app, dispose } = await makeApp({ queue }));
-      worker = await startWorker(new DemoImageRunner({ previewEvery: 2 }), { queueName, connection });
+      stores = [new RedisRunStore({ url: connection, namespace: queueName }), new RedisRunStore({ url: connection, namespace: queueName })];
+      ({ app, dispose } = await makeApp({ queue, store: stores[0] }));
+      const runner = new DemoImageRunner({ previewEvery: 2 });
+      const recorder = recordRuns(runner, stores[1] as RedisRunStore);
+      stopRecording = recorder;
+      worker = await startWorker(runner, { queueName, connection });
     });
     afterEach(async () => {
       await worker.close();
+      stopRecording();
       await dispose();
+      for (const store of stores) await store.close();
+      await deleteKeys(admin, `processing-runner:${queueName}`);
     });
 
     test('POST /v1/runs - a run goes to a worker through Redis and gives the same image as in process, with its events', async () => {
@@ -77,36 +90,50 @@ describeRedis('BullmqRunQueue', () => {
   });
 
   test('.submit() / .position() / .cancel() - runs wait for a worker in order, up to the capacity; a waiting run is dequeued', async () => {
-    const job = (id: string): { id: string; processing: typeof SMALL } => ({ id, processing: SMALL });
-    const first = queue.submit(job('a'));
-    const second = queue.submit(job('b'));
+    const job = (id: string): RunJob => ({ id, processing: { ...SMALL, runId: id } as RunJob['processing'] });
+    const first = await queue.submit(job('run-a'));
+    const second = await queue.submit(job('run-b'));
     expect([first.position, second.position]).toEqual([0, 1]);
-    expect(() => queue.submit(job('c'))).toThrow(QueueFullError);
-    expect([queue.waiting, queue.running, queue.position('b'), queue.position('zzz')]).toEqual([2, 0, 1, undefined]);
+    expect(await queue.position(undefined)).toBe(2);
+    await expect(queue.submit(job('run-c'))).rejects.toThrow(QueueFullError);
+    expect([await queue.position('run-b'), await queue.position('zzz')]).toEqual([1, undefined]);
     const reason = new Error('not now');
-    expect(queue.cancel('a', reason)).toBe('dequeued');
+    expect(await queue.cancel('run-a', reason)).toBe('dequeued');
     await expect(first.done).rejects.toBe(reason);
-    expect(queue.cancel('a', reason)).toBe('unknown');
-    expect(queue.position('b')).toBe(0);
+    expect(await queue.cancel('run-a', reason)).toBe('unknown');
+    expect(await queue.position('run-b')).toBe(0);
+    // Another replica's queue (same Redis, same queue) finds and cancels a run it did not submit.
+    const other = new BullmqRunQueue({ connection, queueName, capacity: 2 });
+    try {
+      expect(await other.position('run-b')).toBe(0);
+      expect(await other.cancel('run-b', reason)).toBe('dequeued');
+    } finally {
+      await other.close({ graceMs: 0, reason });
+    }
+    await expect(second.done).rejects.toThrow('not now');
     await queue.close({ graceMs: 0, reason });
-    await expect(second.done).rejects.toBe(reason);
-    expect(() => queue.submit(job('d'))).toThrow('shutting down');
+    await expect(queue.submit(job('run-d'))).rejects.toThrow('shutting down');
   });
 
-  test('.close() - gives running runs the grace period, then cancels them', async () => {
-    const worker = await startWorker(new DemoImageRunner(), { queueName, connection });
+  test('.close() - cancels nothing: a run in Redis goes on on its worker after the replica that submitted it let go', async () => {
+    const runner = new DemoImageRunner();
+    const worker = await startWorker(runner, { queueName, connection });
     try {
-      const run = queue.submit({ id: 'long', processing: LONG });
+      const run = await queue.submit({ id: 'long', processing: { ...LONG, steps: 30, runId: 'long' } as RunJob['processing'] });
       await new Promise<void>((resolve) => {
         queue.runner.once('progress', () => {
           resolve();
         });
       });
       expect(queue.running).toBe(1);
-      expect(queue.cancel('nope', 'x')).toBe('unknown');
-      const reason = new DOMException('shutting down', 'AbortError');
-      await queue.close({ graceMs: 50, reason });
-      await expect(run.done).rejects.toBe(reason);
+      const finished = new Promise<void>((resolve) => {
+        runner.once('finalize', () => {
+          resolve();
+        });
+      });
+      await queue.close({ graceMs: 0, reason: new Error('replica going away') });
+      await expect(run.done).rejects.toThrow(/let go/);
+      await finished;
     } finally {
       await worker.close();
     }

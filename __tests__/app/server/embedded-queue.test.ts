@@ -45,16 +45,16 @@ describe('EmbeddedRunQueue', () => {
   test('.submit() - starts on the next turn, oldest first, concurrency at a time; positions count who waits ahead', async () => {
     const { runner, release, started } = gatedRunner();
     const queue = new EmbeddedRunQueue(runner, { concurrency: 1, capacity: 2 });
-    const a = queue.submit(job('a'));
+    const a = await queue.submit(job('a'));
     expect(started).toEqual([]);
-    const b = queue.submit(job('b'));
+    const b = await queue.submit(job('b'));
     expect([a.position, b.position]).toEqual([0, 0]);
     await turn();
     expect(started).toEqual(['a']);
-    expect([queue.running, queue.waiting, queue.position('b'), queue.position('a')]).toEqual([1, 1, 0, undefined]);
-    const c = queue.submit(job('c'));
+    expect([queue.running, queue.waiting, await queue.position('b'), await queue.position('a')]).toEqual([1, 1, 0, undefined]);
+    const c = await queue.submit(job('c'));
     expect(c.position).toBe(1);
-    expect(() => queue.submit(job('d'))).toThrow(QueueFullError);
+    await expect(queue.submit(job('d'))).rejects.toThrow(QueueFullError);
     release();
     await a.done;
     await until(() => started.length === 2);
@@ -70,33 +70,53 @@ describe('EmbeddedRunQueue', () => {
   test('.submit() - a queue of capacity 0 still runs what it can start at once', async () => {
     const { runner, release } = gatedRunner();
     const queue = new EmbeddedRunQueue(runner, { concurrency: 1, capacity: 0 });
-    const a = queue.submit(job('a'));
-    expect(() => queue.submit(job('b'))).toThrow(new QueueFullError(0));
+    const a = await queue.submit(job('a'));
+    await expect(queue.submit(job('b'))).rejects.toThrow(new QueueFullError(0));
     await turn();
     release();
     await expect(a.done).resolves.toMatchObject({ parameters: 'a' });
   });
 
+  test('.position(undefined) - how many a run submitted now would wait behind; .submit({ force }) takes a run past capacity', async () => {
+    const { runner, release, started } = gatedRunner();
+    const queue = new EmbeddedRunQueue(runner, { concurrency: 1, capacity: 1 });
+    expect(await queue.position(undefined)).toBe(0);
+    const a = await queue.submit(job('a'));
+    await turn();
+    expect(await queue.position(undefined)).toBe(0);
+    const b = await queue.submit(job('b'));
+    expect(await queue.position(undefined)).toBe(1);
+    await expect(queue.submit(job('c'))).rejects.toThrow(QueueFullError);
+    const c = await queue.submit(job('c'), { force: true });
+    expect(c.position).toBe(1);
+    for (const [index, run] of [a, b, c].entries()) {
+      await until(() => started.length === index + 1);
+      release();
+      await run.done;
+    }
+    expect(started).toEqual(['a', 'b', 'c']);
+  });
+
   test('.cancel() - dequeues a waiting run (never started), aborts a running one, unknown otherwise', async () => {
     const { runner, started } = gatedRunner();
     const queue = new EmbeddedRunQueue(runner);
-    const a = queue.submit(job('a'));
-    const b = queue.submit(job('b'));
+    const a = await queue.submit(job('a'));
+    const b = await queue.submit(job('b'));
     await turn();
     const reason = new Error('stop');
-    expect(queue.cancel('b', reason)).toBe('dequeued');
+    expect(await queue.cancel('b', reason)).toBe('dequeued');
     await expect(b.done).rejects.toBe(reason);
-    expect(queue.cancel('a', reason)).toBe('aborted');
+    expect(await queue.cancel('a', reason)).toBe('aborted');
     await expect(a.done).rejects.toBe(reason);
-    expect(queue.cancel('a', reason)).toBe('unknown');
+    expect(await queue.cancel('a', reason)).toBe('unknown');
     expect(started).toEqual(['a']);
   });
 
   test('.close() - cancels the waiting at once, gives the running the grace period, then takes nothing', async () => {
     const { runner, release } = gatedRunner();
     const queue = new EmbeddedRunQueue(runner, { concurrency: 1 });
-    const a = queue.submit(job('a'));
-    const b = queue.submit(job('b'));
+    const a = await queue.submit(job('a'));
+    const b = await queue.submit(job('b'));
     await turn();
     const reason = new Error('closing');
     const closing = queue.close({ graceMs: 5_000, reason });
@@ -104,13 +124,13 @@ describe('EmbeddedRunQueue', () => {
     release();
     await closing;
     await expect(a.done).resolves.toMatchObject({ parameters: 'a' });
-    expect(() => queue.submit(job('c'))).toThrow(QueueClosedError);
+    await expect(queue.submit(job('c'))).rejects.toThrow(QueueClosedError);
   });
 
   test('.close() - a run still going after the grace period is cancelled', async () => {
     const { runner } = gatedRunner();
     const queue = new EmbeddedRunQueue(runner, { runTimeoutMs: 60_000 });
-    const a = queue.submit(job('a'));
+    const a = await queue.submit(job('a'));
     await turn();
     const reason = new Error('grace over');
     await queue.close({ graceMs: 10, reason });

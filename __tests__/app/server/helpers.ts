@@ -58,16 +58,23 @@ export const CLI_GOLDENS = [
 ] as const;
 
 /** Resolves with the first event of the run that `predicate` accepts (already logged, or to come). */
-export function waitForEvent(app: FastifyInstance, id: string, predicate: (event: RunEvent) => boolean): Promise<RunEvent> {
-  const record = app.runs.get(id);
-  if (record === undefined) return Promise.reject(new Error(`no run ${id}`));
-  const seen = record.events.find(predicate);
-  if (seen !== undefined) return Promise.resolve(seen);
-  return new Promise((resolve) => {
-    const unsubscribe = app.runs.subscribe(record, (event) => {
-      if (!predicate(event)) return;
-      unsubscribe();
-      resolve(event);
+export async function waitForEvent(app: FastifyInstance, id: string, predicate: (event: RunEvent) => boolean): Promise<RunEvent> {
+  const record = await app.runs.get(id);
+  if (record === undefined) throw new Error(`no run ${id}`);
+  return new Promise((resolve, reject) => {
+    const stop = app.runs.follow(record, 0, (event) => {
+      if (predicate(event)) {
+        queueMicrotask(stop);
+        resolve(event);
+      } else if (event.event === 'end') {
+        reject(new Error(`run ${id} ended without the event waited for`));
+      }
     });
   });
+}
+
+/** Every event of the run so far, oldest first. */
+export async function eventsOf(app: FastifyInstance, id: string): Promise<RunEvent[]> {
+  const record = await app.runs.get(id);
+  return record === undefined ? [] : app.runs.eventsAfter(record, 0);
 }

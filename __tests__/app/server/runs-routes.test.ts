@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import type { FastifyInstance } from 'fastify';
@@ -39,7 +39,7 @@ async function streamOf(id: string, headers: Record<string, string> = {}, query 
 }
 
 async function cancelAll(): Promise<void> {
-  for (const record of app.runs.active()) app.runs.cancel(record, new Error('test over'));
+  for (const record of await app.runs.store.active()) await app.runs.cancel(record, new Error('test over'));
   await app.runs.queue.close({ graceMs: 0, reason: new Error('test over') });
 }
 
@@ -80,17 +80,17 @@ describe('with the default options', () => {
     await waitForEvent(app, running.id, (event) => event.event === 'start');
     await submit(SMALL);
     await submit(SMALL);
-    const before = app.runs.list(100).runs.length;
+    const before = (await app.runs.list(100)).runs.length;
     const response = await app.inject({ method: 'POST', url: '/v1/runs', payload: SMALL });
     expect(response.statusCode).toBe(429);
     expect(response.headers['retry-after']).toBe('5');
     expect(response.json()).toEqual({ message: 'The queue is full (2 runs waiting); try again later' });
-    expect(app.runs.list(100).runs).toHaveLength(before);
+    expect((await app.runs.list(100)).runs).toHaveLength(before);
   });
 
   test('POST /v1/runs - seed -1 (or none) picks a random 32-bit seed', async () => {
     const { id } = await submit({ ...SMALL, seed: -1 });
-    const seed = app.runs.get(id)?.parameters.seed;
+    const seed = (await app.runs.get(id))?.parameters.seed;
     expect(Number.isInteger(seed) && (seed ?? -1) >= 0 && (seed ?? 0) < 2 ** 32).toBe(true);
   });
 
@@ -113,7 +113,7 @@ describe('with the default options', () => {
     const response = await app.inject({ method: 'POST', url: '/v1/runs', payload });
     expect(response.statusCode).toBe(400);
     expect(response.json<{ message: string }>().message).toContain(message);
-    expect(app.runs.list(100).runs).toHaveLength(0);
+    expect((await app.runs.list(100)).runs).toHaveLength(0);
   });
 
   test('POST /v1/runs - a body over 64 KiB gets 413, a body that is not JSON 400, another type 415', async () => {
@@ -217,25 +217,20 @@ describe('with the default options', () => {
     expect(response.statusCode).toBe(200);
     expect(response.headers['content-type']).toBe('image/png');
     expect(createHash('sha256').update(response.rawPayload).digest('hex')).toBe(CLI_GOLDENS[0].sha256);
-    expect(readParameters(response.rawPayload)).toBe(app.runs.get(id)?.result?.parameters);
-    expect(app.runs.get(id)?.imagePath?.startsWith(join(outDir, id))).toBe(true);
+    expect(readParameters(response.rawPayload)).toBe((await app.runs.get(id))?.result?.parameters);
+    // The PNG lives in the run's own folder under --out, beside its record and events.
+    const files = await readdir(join(outDir, id));
+    expect(files.sort()).toEqual(['a-lighthouse-on-a-cliff-at-dusk-oil-painting-1234.png', 'events.jsonl', 'run.json']);
     expect((await app.inject({ method: 'GET', url: '/v1/runs/00000000-0000-4000-8000-000000000000/image' })).statusCode).toBe(404);
   });
 
-  test('GET /v1/runs/:id/image - never reads outside --out, and says so when the file is gone', async () => {
+  test('GET /v1/runs/:id/image - 404 saying so when the file is gone from the run\'s folder', async () => {
     const { id } = await submit(SMALL);
     await waitForEvent(app, id, (event) => event.event === 'end');
-    const record = app.runs.get(id);
-    if (record === undefined) throw new Error('no record');
-    const path = record.imagePath;
-    record.imagePath = join(outDir, '..', 'elsewhere.png');
-    const outside = await app.inject({ method: 'GET', url: `/v1/runs/${id}/image` });
-    expect(outside.statusCode).toBe(404);
-    expect(outside.json()).toEqual({ message: 'The image is not in the output folder' });
-    record.imagePath = `${path ?? ''}.missing`;
+    for (const file of await readdir(join(outDir, id))) if (file.endsWith('.png')) await rm(join(outDir, id, file));
     const gone = await app.inject({ method: 'GET', url: `/v1/runs/${id}/image` });
     expect(gone.statusCode).toBe(404);
-    expect(gone.json()).toEqual({ message: 'The image file is gone from the output folder' });
+    expect(gone.json()).toEqual({ message: `The image of run ${id} is gone from the store` });
   });
 
   test('GET /v1/runs/:id/events - a finished run replays every event, ids sequential, ending with end', async () => {

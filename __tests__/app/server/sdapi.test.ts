@@ -101,7 +101,7 @@ describe('/sdapi/v1', () => {
     const response = await app.inject({ method: 'POST', url: '/sdapi/v1/txt2img', payload });
     expect(response.statusCode).toBe(422);
     expect(response.json()).toEqual({ detail: [detail] });
-    expect(app.runs.list(10).runs).toHaveLength(0);
+    expect((await app.runs.list(10)).runs).toHaveLength(0);
   });
 
   test('POST /sdapi/v1/txt2img - an unknown sampler is a 404 in the webui error shape', async () => {
@@ -145,7 +145,7 @@ describe('/sdapi/v1', () => {
     expect(interrupt.statusCode).toBe(200);
     expect(interrupt.json()).toEqual({});
     await waitForEvent(app, id, (event) => event.event === 'end');
-    expect(app.runs.get(id)).toMatchObject({ status: 'cancelled', error: { message: 'Interrupted (/sdapi/v1/interrupt)' } });
+    expect((await app.runs.get(id))).toMatchObject({ status: 'cancelled', error: { message: 'Interrupted (/sdapi/v1/interrupt)' } });
     const after = (await app.inject({ method: 'GET', url: '/sdapi/v1/progress' })).json<{ progress: number; state: Record<string, unknown> }>();
     expect(after).toMatchObject({ progress: 0, state: { job_count: 0, interrupted: true, skipped: false } });
   });

@@ -16,6 +16,8 @@ export interface RecorderOptions {
   readonly now?: (() => number) | undefined;
   /** Writes the store refused to take or failed at. @default a process warning */
   readonly onError?: ((error: unknown) => void) | undefined;
+  /** How often each run going here says it is alive (`RunStore.beat`), in ms. @default 1000 */
+  readonly beatEveryMs?: number | undefined;
 }
 
 /** What `recordRuns()` returns: the detach, and a promise for the writes still under way. */
@@ -67,6 +69,14 @@ export function recordRuns(runner: ProcessingRunner<GenerationInput, GeneratedIm
       return store.end(recording.id, status, data, { attempt });
     });
   };
+
+  // Every run going here says it is alive, so a service can tell a worker that died from a slow one.
+  const beats = setInterval(() => {
+    for (const recording of recordings.values()) {
+      if (recording.attempt !== undefined) store.beat(recording.id, recording.attempt, now()).catch(onError);
+    }
+  }, options.beatEveryMs ?? 1000);
+  beats.unref();
 
   const unwrap = runner.wrapPhases(<T>(phase: Phase, runId: number, next: () => T): T => {
     const recording = recordings.get(runId);
@@ -136,6 +146,7 @@ export function recordRuns(runner: ProcessingRunner<GenerationInput, GeneratedIm
     runner.off('cancelled', listeners.cancelled);
     unwrap();
     tracker();
+    clearInterval(beats);
   });
   return Object.assign(detach, {
     flushed: async (): Promise<void> => {

@@ -20,6 +20,13 @@ export interface RunServiceOptions {
   readonly runTimeoutMs?: number | undefined;
   /** How often finished runs past retention are removed (ms). @default 60000 */
   readonly sweepEveryMs?: number | undefined;
+  /**
+   * With runs recorded elsewhere (workers): how often this service looks over the runs that
+   * have not ended, for deadlines passed and workers gone quiet (ms). @default 1000
+   */
+  readonly watchEveryMs?: number | undefined;
+  /** A running run whose worker has not said it is alive for this long is shown as lost (ms). @default 3000 */
+  readonly stallAfterMs?: number | undefined;
   /** Clock in epoch ms. @default Date.now */
   readonly now?: (() => number) | undefined;
   /** Errors nothing else would see. @default a process warning */
@@ -52,6 +59,9 @@ export class RunService {
   readonly #detachPositions: () => void;
   #positionTimer: NodeJS.Timeout | undefined;
   #sweepTimer: NodeJS.Timeout | undefined;
+  #watchTimer: NodeJS.Timeout | undefined;
+  readonly #watchEveryMs: number;
+  readonly #stallAfterMs: number;
   #lastStarted: string | undefined;
   #disposed = false;
 
@@ -63,6 +73,8 @@ export class RunService {
     this.#onError = options.onError ?? ((error: unknown) => process.emitWarning(error instanceof Error ? error.message : String(error), 'RunServiceWarning'));
     this.#runTimeoutMs = options.runTimeoutMs;
     this.#sweepEveryMs = options.sweepEveryMs ?? 60_000;
+    this.#watchEveryMs = options.watchEveryMs ?? 1000;
+    this.#stallAfterMs = options.stallAfterMs ?? 3000;
     this.#recorder = options.recordHere === false ? undefined : recordRuns(queue.runner, store, { now: this.#now, onError: this.#onError });
     // A run that starts moves every waiting one up.
     const onPrepare = (state: { readonly request: unknown }): void => {
@@ -94,6 +106,7 @@ export class RunService {
     await this.#sweep();
     this.#sweepTimer = setInterval(() => void this.#sweep(), this.#sweepEveryMs);
     this.#sweepTimer.unref();
+    if (this.#recorder === undefined) this.#watch();
   }
 
   /**
@@ -106,7 +119,7 @@ export class RunService {
     const id = randomUUID();
     const createdAt = this.#now();
     // Refused before anything is written when the queue is full or closing.
-    this.queue.assertAccepting();
+    await this.queue.assertAccepting();
     const created = await this.store.create({
       id,
       parameters,
@@ -219,6 +232,7 @@ export class RunService {
     this.#disposed = true;
     clearTimeout(this.#positionTimer);
     clearInterval(this.#sweepTimer);
+    clearTimeout(this.#watchTimer);
     this.#detachPositions();
     this.#recorder?.();
   }
@@ -281,6 +295,45 @@ export class RunService {
       })().catch(this.#onError);
     }, POSITION_UPDATE_MS);
     this.#positionTimer.unref();
+  }
+
+  /**
+   * Runs that workers record can outlive the replica that submitted them, so every replica looks
+   * after all of them, one round at a time: a run past its deadline is cancelled (wherever it
+   * runs), and a running run whose worker went quiet gets a `retrying` event (`lost: true`,
+   * no ETA) while BullMQ's stalled-job check hands it to another worker. Writes are guarded, so
+   * replicas doing the same at once change nothing twice.
+   */
+  #watch(): void {
+    if (this.#disposed) return;
+    this.#watchTimer = setTimeout(() => {
+      void (async () => {
+        const now = this.#now();
+        for (const record of await this.store.active()) {
+          if (record.deadline !== undefined && now > record.deadline) {
+            await this.cancel(record, new DOMException('Timed out (--run-timeout)', 'TimeoutError'));
+          } else if (record.status === 'running' && record.stalled !== record.attempt && record.heartbeatAt !== undefined && now - record.heartbeatAt > this.#stallAfterMs) {
+            await this.store.append(
+              record.id,
+              'retrying',
+              {
+                attempt: record.attempt,
+                lost: true,
+                message: `The worker running it stopped answering ${String(Math.round((now - record.heartbeatAt) / 1000))} s ago; another worker takes it over`,
+                ...record.progress,
+                eta_seconds: null,
+              },
+              { attempt: record.attempt, status: 'running' },
+            );
+          }
+        }
+      })()
+        .catch(this.#onError)
+        .finally(() => {
+          this.#watch();
+        });
+    }, this.#watchEveryMs);
+    this.#watchTimer.unref();
   }
 
   async #sweep(): Promise<void> {

@@ -180,6 +180,11 @@ export class DiskRunStore implements RunStore {
     return Promise.resolve(this.#runs.get(id)?.preview?.uri);
   }
 
+  /** Nothing to keep: one process runs and serves a folder's runs, so it cannot lose their runner and live on. */
+  beat(): Promise<void> {
+    return Promise.resolve();
+  }
+
   async saveImage(id: string, path: string): Promise<void> {
     const run = this.#runs.get(id);
     if (run === undefined) throw new Error(`No run with id ${id}`);

@@ -50,7 +50,7 @@ export interface RedisRunStoreOptions {
  * `end` together and gives the keys the retention's expiry; mode `begin` counts an attempt and
  * writes `start` for the first.
  *
- * KEYS: run hash, events stream, image. ARGV: mode, run id, channel, ttl ms, event, data, live
+ * KEYS: run hash, events stream, image, the set of runs not ended. ARGV: mode, run id, channel, ttl ms, event, data, live
  * data ('' for the same), guard attempt, guard fraction, guard status, new status, new fraction,
  * preview ('' for none), retain ms.
  */
@@ -82,6 +82,7 @@ if mode == 'end' then
   add('end', '{"status":"' .. ARGV[11] .. '"}', '{"status":"' .. ARGV[11] .. '"}')
   redis.call('HDEL', KEYS[1], 'preview', 'previewId')
   for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ARGV[14]) end
+  redis.call('SREM', KEYS[4], ARGV[2])
 else
   for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ARGV[4]) end
 end
@@ -132,7 +133,7 @@ export class RedisRunStore implements RunStore {
     this.#activeTtlMs = activeTtlMs;
     this.#onError = onError;
     const redis = openRedis(url, { connectionName, maxRetriesPerRequest: null });
-    redis.defineCommand('prWrite', { numberOfKeys: 3, lua: WRITE_SCRIPT });
+    redis.defineCommand('prWrite', { numberOfKeys: 4, lua: WRITE_SCRIPT });
     this.#redis = redis as Redis & Scripts;
     this.#subscriber = openRedis(url, { connectionName: `${connectionName}:live`, maxRetriesPerRequest: null, lazyConnect: true });
     for (const connection of [this.#redis, this.#subscriber]) connection.on('error', onError);
@@ -160,6 +161,8 @@ export class RedisRunStore implements RunStore {
       .pexpire(this.#key('run', run.id), this.#activeTtlMs)
       .zadd(`${this.#ns}:runs`, seq, run.id)
       .pexpire(`${this.#ns}:runs`, keep)
+      .sadd(`${this.#ns}:active`, run.id)
+      .pexpire(`${this.#ns}:active`, keep)
       .pexpire(`${this.#ns}:seq`, keep)
       .exec();
     await this.#write('append', run.id, 'queued', { position: run.position });
@@ -187,12 +190,27 @@ export class RedisRunStore implements RunStore {
   }
 
   async get(id: string): Promise<RunRecord | undefined> {
-    const [[, meta], [, entries]] = (await this.#redis.multi().hget(this.#key('run', id), 'meta').xrange(this.#key('events', id), '-', '+').exec()) as [[unknown, string | null], [unknown, [string, string[]][]]];
+    const [[, fields], [, entries]] = (await this.#redis.multi().hmget(this.#key('run', id), 'meta', 'beat').xrange(this.#key('events', id), '-', '+').exec()) as [
+      [unknown, [string | null, string | null]],
+      [unknown, [string, string[]][]],
+    ];
+    const [meta, beat] = fields;
     if (meta === null) return undefined;
     const parsed = JSON.parse(meta) as Meta;
     let record = newRecord({ id, parameters: parsed.parameters, createdAt: parsed.createdAt, deadline: parsed.deadline, position: 0 }, parsed.seq);
     for (const event of toEvents(entries)) record = applyEvent(record, event);
-    return record;
+    return beat === null ? record : { ...record, heartbeatAt: Number(beat) };
+  }
+
+  async beat(id: string, attempt: number, at: number): Promise<void> {
+    // Only the attempt that runs now may say it is alive; a late one of a lost attempt is ignored.
+    await this.#redis.eval(
+      "if tonumber(redis.call('HGET', KEYS[1], 'attempt') or '-1') == tonumber(ARGV[1]) then redis.call('HSET', KEYS[1], 'beat', ARGV[2]) end",
+      1,
+      this.#key('run', id),
+      String(attempt),
+      String(at),
+    );
   }
 
   async list(limit: number, before?: string): Promise<{ readonly runs: RunRecord[]; readonly more: boolean }> {
@@ -210,10 +228,12 @@ export class RedisRunStore implements RunStore {
   }
 
   async active(): Promise<RunRecord[]> {
-    const ids = await this.#redis.zrange(`${this.#ns}:runs`, 0, -1);
-    const statuses = ids.length === 0 ? [] : await Promise.all(ids.map((id) => this.#redis.hget(this.#key('run', id), 'status')));
-    const open = ids.filter((_id, index) => statuses[index] === 'queued' || statuses[index] === 'running');
-    return (await Promise.all(open.map((id) => this.get(id)))).filter((record): record is RunRecord => record !== undefined);
+    const ids = await this.#redis.smembers(`${this.#ns}:active`);
+    const records = await Promise.all(ids.map((id) => this.get(id)));
+    // A run whose keys expired (every process of it died a day ago) leaves the set here.
+    const gone = ids.filter((_id, index) => records[index] === undefined);
+    if (gone.length > 0) await this.#redis.srem(`${this.#ns}:active`, ...gone);
+    return records.filter((record): record is RunRecord => record !== undefined && !isTerminal(record.status)).sort((a, b) => a.seq - b.seq);
   }
 
   async eventsAfter(id: string, afterId: number): Promise<RunEvent[]> {
@@ -294,6 +314,7 @@ export class RedisRunStore implements RunStore {
       this.#key('run', id),
       this.#key('events', id),
       this.#key('image', id),
+      `${this.#ns}:active`,
       mode,
       id,
       this.#channel,

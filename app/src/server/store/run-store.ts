@@ -82,6 +82,10 @@ export interface RunRecord {
   readonly error: { readonly message: string; readonly phase: Phase | null } | undefined;
   /** The id of the last event, `end` included. */
   readonly lastEventId: number;
+  /** When the process running it last said it was alive (epoch ms); stores whose runs cannot lose their process keep none. */
+  readonly heartbeatAt: number | undefined;
+  /** The attempt a `retrying` event said was lost (its worker stopped answering), until another attempt starts. */
+  readonly stalled: number | undefined;
 }
 
 /** What a store needs to create a run. */
@@ -162,6 +166,8 @@ export interface RunStore {
   follow(id: string, afterId: number, listener: (event: RunEvent) => void): () => void;
   /** The newest live preview of a run that is going. */
   preview(id: string): Promise<string | undefined>;
+  /** Says that the process running attempt `attempt` of the run is alive (a worker, every second). */
+  beat(id: string, attempt: number, at: number): Promise<void>;
   /** Keeps the run's image (the PNG file `path` a runner wrote); before the run's `finalize`. */
   saveImage(id: string, path: string): Promise<void>;
   /** The run's PNG bytes, or `undefined` when it has none (or it is gone). */
@@ -194,6 +200,8 @@ export function newRecord(run: NewRun, seq: number): RunRecord {
     result: undefined,
     error: undefined,
     lastEventId: 0,
+    heartbeatAt: undefined,
+    stalled: undefined,
   };
 }
 
@@ -225,8 +233,10 @@ export function applyEvent(record: RunRecord, { id, event, data }: RunEvent): Ru
       return { ...base, position: typeof data.position === 'number' ? data.position : record.position };
     case 'start':
       return { ...base, status: 'running', phase: 'prepare', attempt: 1, startedAt: time(data.started_at), position: undefined };
-    case 'retrying':
-      return { ...base, attempt: typeof data.attempt === 'number' ? data.attempt : record.attempt + 1, progress: { ...record.progress, eta_seconds: null } };
+    case 'retrying': {
+      const attempt = typeof data.attempt === 'number' ? data.attempt : record.attempt + 1;
+      return { ...base, attempt, stalled: data.lost === true ? attempt : undefined, progress: { ...record.progress, eta_seconds: null } };
+    }
     case 'prepare':
       return { ...base, phase: 'execute', progress: progressOf(data, record.progress) };
     case 'progress':

@@ -1,0 +1,172 @@
+/**
+ * The Redis-backed service is stateless: two `serve --redis` replicas on one Redis, two workers
+ * each with its own --out (no disk shared with anyone), all real processes. Whatever replica a
+ * client talks to answers for every run, and a replica killed with SIGKILL and started again
+ * loses nothing. Runs the built CLI, which `npm test` builds first.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { CLI } from '../fixtures';
+import { adminClient, deleteKeys, describeRedis, redisConnection, stopSharedRedis, uniquePrefix } from '../../support/redis';
+import { CLI_GOLDENS, parseSse } from './helpers';
+
+jest.setTimeout(120_000);
+
+interface Proc {
+  readonly child: ChildProcess;
+  readonly exit: Promise<number | null>;
+  readonly output: () => string;
+}
+
+const procs: Proc[] = [];
+const dirs: string[] = [];
+afterAll(stopSharedRedis);
+
+function start(args: string[], ready: RegExp): Promise<Proc & { readonly match: RegExpExecArray }> {
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  const exit = new Promise<number | null>((resolve) => child.on('exit', resolve));
+  const proc = { child, exit, output: () => output };
+  procs.push(proc);
+  return new Promise((resolve, reject) => {
+    const check = (chunk: Buffer): void => {
+      output += chunk.toString();
+      const match = ready.exec(output);
+      if (match !== null) resolve({ ...proc, match });
+    };
+    child.stdout.on('data', check);
+    child.stderr.on('data', check);
+    void exit.then(() => {
+      reject(new Error(`${args.join(' ')} exited before it was ready:\n${output}`));
+    });
+  });
+}
+
+async function tempDir(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'replicas-'));
+  dirs.push(dir);
+  return dir;
+}
+
+async function submit(url: string, body: Record<string, unknown>): Promise<string> {
+  const response = await fetch(`${url}/v1/runs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  expect(response.status).toBe(202);
+  return ((await response.json()) as { id: string }).id;
+}
+
+async function status(url: string, id: string): Promise<{ status: string; progress: { step: number } }> {
+  const response = await fetch(`${url}/v1/runs/${id}`);
+  expect(response.status).toBe(200);
+  return (await response.json()) as { status: string; progress: { step: number } };
+}
+
+async function stream(url: string, id: string, lastEventId?: number): Promise<ReturnType<typeof parseSse>> {
+  const headers: Record<string, string> = { accept: 'text/event-stream' };
+  if (lastEventId !== undefined) headers['last-event-id'] = String(lastEventId);
+  const response = await fetch(`${url}/v1/runs/${id}/events`, { headers });
+  expect(response.status).toBe(200);
+  return parseSse(await response.text());
+}
+
+async function until(what: string, check: () => Promise<boolean>, timeoutMs = 45_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
+
+const SMALL = { prompt: 'a lighthouse on a cliff at dusk, oil painting', seed: 1234, steps: 6, width: 64, height: 64 };
+const LONG = { prompt: 'a long night', seed: 9, steps: 150, width: 512, height: 512 };
+
+describeRedis('serve --redis: two replicas, two workers, one Redis, no shared disk', () => {
+  let redis: string;
+  let queue: string;
+  let replicaArgs: string[];
+  const urls: string[] = [];
+
+  beforeAll(async () => {
+    redis = await redisConnection();
+    queue = uniquePrefix();
+    replicaArgs = ['serve', '--redis', redis, '--queue', queue, '--port', '0', '--preview-every', '0', '--grace', '0'];
+    for (let index = 0; index < 2; index++) {
+      const replica = await start([...replicaArgs, '--out', await tempDir()], /listening on (http:\/\/\S+)/);
+      urls.push(replica.match[1] ?? '');
+    }
+    for (let index = 0; index < 2; index++) await start(['worker', '--redis', redis, '--queue', queue, '--out', await tempDir()], /taking jobs/);
+  }, 60_000);
+
+  afterAll(async () => {
+    for (const proc of procs) if (proc.child.exitCode === null && proc.child.signalCode === null) proc.child.kill('SIGKILL');
+    await Promise.all(procs.map((proc) => proc.exit));
+    const admin = adminClient(redis);
+    await deleteKeys(admin, `processing-runner:${queue}`);
+    await deleteKeys(admin, `bull:${queue}`);
+    await admin.quit();
+    for (const dir of dirs) await rm(dir, { recursive: true, force: true });
+  });
+
+  test('a run submitted through A is followed through B to `end`, and B serves its image (bytes from Redis, not a shared disk)', async () => {
+    const [a = '', b = ''] = urls;
+    const id = await submit(a, SMALL);
+    const events = await stream(b, id);
+    expect(events.at(-1)?.data).toEqual({ status: 'succeeded' });
+    expect(events.map((event) => Number(event.id))).toEqual(events.map((_, index) => index + 1));
+    const image = await fetch(`${b}/v1/runs/${id}/image`);
+    expect(image.status).toBe(200);
+    const bytes = Buffer.from(await image.arrayBuffer());
+    expect(bytes.subarray(1, 4).toString()).toBe('PNG');
+    expect(createHash('sha256').update(bytes).digest('hex')).toBe(CLI_GOLDENS[0].sha256);
+    // Neither replica's --out has it: the image came from Redis.
+    for (const dir of dirs.slice(0, 2)) expect(await readdir(dir)).toEqual([]);
+    const listed = (await (await fetch(`${b}/v1/runs`)).json()) as { runs: { id: string }[] };
+    expect(listed.runs.map((run) => run.id)).toContain(id);
+  });
+
+  test('a run submitted through A is cancelled through B', async () => {
+    const [a = '', b = ''] = urls;
+    const id = await submit(a, LONG);
+    await until('the run has taken a step', async () => (await status(b, id)).progress.step >= 1);
+    const cancel = await fetch(`${b}/v1/runs/${id}/cancel`, { method: 'POST' });
+    expect(cancel.status).toBe(202);
+    const events = await stream(b, id);
+    expect(events.slice(-2).map((event) => event.event)).toEqual(['cancelled', 'end']);
+    expect((await status(a, id)).status).toBe('cancelled');
+  });
+
+  test('a waiting run submitted through B is cancelled through A before any worker takes it', async () => {
+    const [a = '', b = ''] = urls;
+    const blockers = [await submit(a, LONG), await submit(a, LONG)];
+    await until('both workers are busy', async () => (await Promise.all(blockers.map((id) => status(a, id)))).every((run) => run.status === 'running'));
+    const id = await submit(b, SMALL);
+    expect((await status(a, id)).status).toBe('queued');
+    const cancel = await fetch(`${a}/v1/runs/${id}/cancel`, { method: 'POST' });
+    expect(await cancel.json()).toMatchObject({ status: 'cancelled' });
+    for (const blocker of blockers) await fetch(`${b}/v1/runs/${blocker}/cancel`, { method: 'POST' });
+    const events = await stream(b, id);
+    expect(events.map((event) => event.event)).toEqual(['queued', 'cancelled', 'end']);
+  });
+
+  test('replica A killed with SIGKILL mid-run and started again: a client reconnecting with Last-Event-ID gets every event once, then `end`', async () => {
+    const id = await submit(urls[0] ?? '', { ...LONG, steps: 40 });
+    await until('the run has taken a step', async () => (await status(urls[1] ?? '', id)).progress.step >= 1);
+    const early = await fetch(`${urls[0] ?? ''}/v1/runs/${id}/events`, { headers: { accept: 'text/event-stream' } });
+    const reader = early.body?.getReader();
+    let text = '';
+    while (reader !== undefined && parseSse(text).length < 3) text += new TextDecoder().decode((await reader.read()).value);
+    const seen = parseSse(text);
+    procs[0]?.child.kill('SIGKILL');
+    await procs[0]?.exit;
+    const restarted = await start([...replicaArgs, '--out', await tempDir()], /listening on (http:\/\/\S+)/);
+    urls[0] = restarted.match[1] ?? '';
+    const last = Number(seen.at(-1)?.id);
+    const rest = await stream(urls[0], id, last);
+    const ids = [...seen, ...rest].map((event) => Number(event.id));
+    expect(ids).toEqual(ids.map((_, index) => index + 1));
+    expect(rest.at(-1)?.data).toEqual({ status: 'succeeded' });
+  });
+});
