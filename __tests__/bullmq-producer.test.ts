@@ -4,12 +4,11 @@
 // docs/scale-out.md says a worker does. That makes the cases a real worker only reaches by a
 // race (a worker that lost its job and wrote on, an event that never came) exact.
 import { Worker, type ConnectionOptions, type Job } from 'bullmq';
-import type { Redis } from 'ioredis';
 
 import { ProcessingRequest, recordEvents, type RunContext } from '../src/index.js';
 import { RemoteRunError, type RemoteRunner, type RunJobData } from '../src/bullmq.js';
-import { entryFields, openRedis, toRedisOptions } from '../src/remote/wire.js';
-import { admin, bench, connection, setUpBench } from './support/bullmq-bench.js';
+import { entryFields, toRedisOptions } from '../src/remote/wire.js';
+import { admin, bench, connection, listenForCancellations, setUpBench } from './support/bullmq-bench.js';
 import { describeRedis } from './support/redis.js';
 import { sleep, until } from './support/wait.js';
 
@@ -56,18 +55,6 @@ async function takeJob(): Promise<TakenJob> {
       await taken.moveToFailed(new Error(message), token, false);
     },
   };
-}
-
-/** Subscribes to the channel cancellations go out on, as a worker does; returns the messages as they come. */
-async function listenForCancellations(): Promise<string[]> {
-  const listener: Redis = openRedis(toRedisOptions(connection), `${bench.prefix}:test:listener`);
-  bench.defer(async () => {
-    await listener.quit();
-  });
-  const messages: string[] = [];
-  listener.on('message', (_channel: string, message: string) => messages.push(message));
-  await listener.subscribe(`${bench.prefix}:q:runner:cancel`);
-  return messages;
 }
 
 /** `run` with its rejection marked handled at once: the tests look at it later, after playing the worker. */
@@ -345,6 +332,8 @@ describeRedis('RemoteRunner: its own settings and entry points', () => {
   test.each([
     ['jobName', 5, 'Expected `options.jobName` to be a non-empty string, got `5` (number)'],
     ['jobOptions', 'x', 'Expected `options.jobOptions` to be an object, got `"x"` (string)'],
+    ['jobId', 'job-1', 'Expected `options.jobId` to be a function, got `"job-1"` (string)'],
+    ['jobId', null, 'Expected `options.jobId` to be a function, got `null`'],
   ])('options.%s %p is a TypeError', (name, value, message) => {
     expect(() => bench.remote({ [name]: value })).toThrow(new TypeError(message));
   });

@@ -5,6 +5,7 @@ import type { Redis } from 'ioredis';
 
 import type { ProcessingRunner, RunContext } from '../../src/index.js';
 import { RemoteRunner, startWorker, type RemoteRunnerOptions, type RunnerWorker, type StartWorkerOptions } from '../../src/bullmq.js';
+import { openRedis, toRedisOptions } from '../../src/remote/wire.js';
 import { sleep } from './wait.js';
 import { adminClient, connectionsOf, deleteKeys, redisConnection, stopSharedRedis, uniquePrefix } from './redis.js';
 
@@ -17,7 +18,7 @@ let closers: (() => Promise<void>)[];
 export interface Bench {
   readonly prefix: string;
   readonly queueName: string;
-  remote<P, R>(options?: Partial<RemoteRunnerOptions>): RemoteRunner<P, R>;
+  remote<P, R>(options?: Partial<RemoteRunnerOptions<P>>): RemoteRunner<P, R>;
   worker<P, R>(runner: ProcessingRunner<P, R>, options?: Partial<StartWorkerOptions>): Promise<RunnerWorker>;
   errors: Error[];
   /** Runs `close` after the test, before the check that nothing is left open (last deferred, first run). */
@@ -55,7 +56,7 @@ export function setUpBench(): void {
       defer: (close) => {
         closers.push(close);
       },
-      remote: <P, R>(options?: Partial<RemoteRunnerOptions>) => {
+      remote: <P, R>(options?: Partial<RemoteRunnerOptions<P>>) => {
         const remote = new RemoteRunner<P, R>({ queueName: 'q', connection, prefix, onError, pollMs: 200, ...options });
         closers.push(() => remote.close());
         return remote;
@@ -93,3 +94,15 @@ export function stepper(delayMs = 0): (steps: number, context: RunContext) => Pr
   };
 }
 
+
+/** Subscribes to the channel cancellations go out on, as a worker does; returns the messages as they come. */
+export async function listenForCancellations(): Promise<string[]> {
+  const listener: Redis = openRedis(toRedisOptions(connection), `${bench.prefix}:test:listener`);
+  bench.defer(async () => {
+    await listener.quit();
+  });
+  const messages: string[] = [];
+  listener.on('message', (_channel: string, message: string) => messages.push(message));
+  await listener.subscribe(`${bench.prefix}:${bench.queueName}:runner:cancel`);
+  return messages;
+}

@@ -40,3 +40,43 @@ export class RemoteRunError extends Error {
     if (details.stack !== undefined) this.stack = details.stack;
   }
 }
+
+/**
+ * What a `RemoteRunner` run rejects with when its `jobId` option gave an id that a job of the
+ * queue already has. BullMQ adds nothing then (it hands back the job it has), and that job's
+ * events go to whoever added it, so the run does not follow it: it fails in its prepare phase,
+ * having added no job. A finished job keeps its id until BullMQ removes it (`removeOnComplete`,
+ * `removeOnFail`).
+ *
+ * @example
+ * ```ts
+ * import { ProcessingRequest } from 'processing-runner';
+ * import { JobExistsError, RemoteRunner } from 'processing-runner/bullmq';
+ *
+ * const remote = new RemoteRunner<{ id: string; text: string }, string>({
+ *   queueName: 'upper',
+ *   connection: 'redis://127.0.0.1:6379',
+ *   jobId: (request) => request.processing.id,
+ * });
+ * try {
+ *   await remote.run(new ProcessingRequest({ id: 'greeting', text: 'hi' }));
+ * } catch (error) {
+ *   if (error instanceof JobExistsError) console.error(`job ${error.jobId} was submitted before`);
+ * }
+ * await remote.close();
+ * ```
+ */
+export class JobExistsError extends Error {
+  /** Always `'JobExistsError'`. */
+  override readonly name = 'JobExistsError';
+  /** The id the run asked for, which the queue's existing job has. */
+  readonly jobId: string;
+
+  /**
+   * @param jobId - The id a job of the queue already has.
+   */
+  constructor(jobId: string) {
+    super(`Job ${JSON.stringify(jobId)} is already in the queue (added before, by another run or producer, and kept until BullMQ removes it): this run added no job and does not follow that one`);
+    this.jobId = jobId;
+  }
+}

@@ -11,11 +11,12 @@ import { assertRequest, type ProcessingRequestLike, type ProcessingState } from 
 import { ProcessingRunner } from '../runner.js';
 import { encodeWith, type Codec } from './codec.js';
 import { queueSettings, type RunQueueOptions } from './options.js';
-import { RemoteRunError } from './errors.js';
+import { JobExistsError, RemoteRunError } from './errors.js';
 import { StreamReader } from './reader.js';
 import type { RunJobData, TraceContextCarrier } from './trace.js';
 import {
   asError,
+  assertJobId,
   assertOptionalInteger,
   openRedis,
   parseWireError,
@@ -46,9 +47,12 @@ export type RemoteJobOptions = Pick<JobsOptions, 'attempts' | 'backoff' | 'prior
  * import type { RemoteRunnerOptions } from 'processing-runner/bullmq';
  *
  * const options: RemoteRunnerOptions = { queueName: 'images', connection: 'redis://127.0.0.1:6379', jobOptions: { attempts: 2 } };
+ * const keyed: RemoteRunnerOptions<{ runId: string }> = { ...options, jobId: (request) => `run-${request.processing.runId}` };
  * ```
+ *
+ * @typeParam P - The type of the processing payload (what `jobId` sees).
  */
-export interface RemoteRunnerOptions extends RunQueueOptions {
+export interface RemoteRunnerOptions<P = unknown> extends RunQueueOptions {
   /**
    * The name of every job added.
    *
@@ -61,6 +65,19 @@ export interface RemoteRunnerOptions extends RunQueueOptions {
    * @default { removeOnComplete: { age: 3600 }, removeOnFail: { age: 86400 } }
    */
   readonly jobOptions?: RemoteJobOptions | undefined;
+  /**
+   * The BullMQ job id of each run, from its request, so that any process (another
+   * `RemoteRunner`, a service replica that restarted) can name the job, such as with
+   * {@link RemoteRunner.cancelJob}. Called once per `run()`, before `start`; `run()` rejects
+   * with a `TypeError` before `start` when it returns anything but `undefined` or a non-empty
+   * string without colons that is not an integer (BullMQ keeps integers for its own ids, and
+   * refuses them). `undefined`: BullMQ's own counter, as without this option. A run whose id a
+   * job of the queue already has (finished jobs keep theirs until BullMQ removes them) adds
+   * nothing and rejects with a {@link JobExistsError}, in its prepare phase.
+   *
+   * @default undefined (BullMQ numbers the jobs)
+   */
+  readonly jobId?: ((request: ProcessingRequestLike<P>) => string | undefined) | undefined;
   /**
    * How often (ms) a run reads its job's state when no event arrives, to notice a job that
    * settled without a word from a worker (one that died more often than BullMQ allows).
@@ -127,6 +144,8 @@ class RemoteRun {
     readonly shared: Shared,
     readonly data: RunJobData,
     readonly controller: AbortController,
+    /** The job id the `jobId` option gave, if any: the job's id once it is added. */
+    readonly customId: string | undefined,
   ) {
     controller.signal.addEventListener(
       'abort',
@@ -142,15 +161,32 @@ class RemoteRun {
   /**
    * Follows the run's entries on the producer's stream (before the job exists, so none is
    * missed), then adds the job.
+   *
+   * @throws JobExistsError when the queue already had a job with the run's custom id.
    */
   async enqueue(jobName: string, jobOptions: JobsOptions): Promise<void> {
     this.shared.reader.add(this.data.events.run, this);
-    const job = await this.shared.queue.add(jobName, this.data, jobOptions);
+    const { customId } = this;
+    const job = await this.shared.queue.add(jobName, this.data, customId === undefined ? jobOptions : { ...jobOptions, jobId: customId });
+    if (customId !== undefined) await this.#assertAdded(customId);
     this.#job = job;
     this.jobId = String(job.id);
     this.#timer = setInterval(() => void this.check(false), this.shared.pollMs);
     this.#timer.unref();
     if (this.#cancelRequested) this.#publishCancel();
+  }
+
+  /**
+   * Throws unless the job with this id is the one this run added. BullMQ's `add()` with an id a
+   * job already has adds nothing and returns as if it had (it only writes a `duplicated` event to
+   * the queue's event stream): the job's data tells, since it names this run's stream and number.
+   * A job already gone (this run's, completed and removed) is left to the checks, which say so.
+   */
+  async #assertAdded(jobId: string): Promise<void> {
+    const job = await this.shared.queue.getJob(jobId);
+    if (job === undefined) return;
+    const events = (job.data as Partial<RunJobData> | null)?.events;
+    if (events?.stream !== this.data.events.stream || events.run !== this.data.events.run) throw new JobExistsError(jobId);
   }
 
   /** Takes in the run's entries, in order; drops a dead attempt's. */
@@ -334,31 +370,47 @@ class RemoteRun {
     }
   }
 
-  /**
-   * Marks the job cancelled in its own data (durable: a worker that takes it later never starts
-   * the run), then tells the workers (a message: for the one running it now). In that order, so
-   * a worker that took the job before the mark gets the message after it.
-   */
+  /** Cancels the job (see {@link sendCancel}); what fails goes to `onError`. */
   #publishCancel(): void {
     const job = this.#job;
     if (job === undefined) return;
-    const jobId = String(job.id);
-    const { redis, channel, pending, onError } = this.shared;
-    const { name, message } = toWireError(this.controller.signal.reason);
-    const reason = { name, message };
-    const sent = job
-      .updateData({ ...this.data, cancelled: reason })
-      .catch((error: unknown) => {
-        // A job already removed (on completion, or by hand) has nothing left to cancel.
-        if (!asError(error).message.startsWith('Missing key for job')) onError(asError(error));
-      })
-      .then(() => redis.publish(channel, JSON.stringify({ jobId, reason })))
-      .catch((error: unknown) => {
-        onError(asError(error));
-      })
-      .finally(() => pending.delete(sent));
-    pending.add(sent);
+    sendCancel(this.shared, job, this.data, this.controller.signal.reason).catch((error: unknown) => {
+      this.shared.onError(asError(error));
+    });
   }
+}
+
+/**
+ * Marks the job cancelled in its own data (durable: a worker that takes it later never starts
+ * the run), then tells the workers (a message: for the one running it now). In that order, so
+ * a worker that took the job before the mark gets the message after it. Settles once both are
+ * done (`close()` waits for it); rejects with what failed (the message is sent even when the
+ * mark failed). A job already removed (on completion, or by hand) has nothing left to mark.
+ */
+function sendCancel(shared: Shared, job: Job<RunJobData, string>, data: RunJobData, reason: unknown): Promise<void> {
+  const jobId = String(job.id);
+  const { redis, channel, pending, onError } = shared;
+  const { name, message } = toWireError(reason);
+  const cancelled = { name, message };
+  const sent = job
+    .updateData({ ...data, cancelled })
+    .then(
+      () => undefined,
+      (error: unknown) => (asError(error).message.startsWith('Missing key for job') ? undefined : asError(error)),
+    )
+    .then(async (markFailed) => {
+      try {
+        await redis.publish(channel, JSON.stringify({ jobId, reason: cancelled }));
+      } catch (error) {
+        // Both failed: the one not thrown still goes somewhere.
+        if (markFailed !== undefined) onError(markFailed);
+        throw error;
+      }
+      if (markFailed !== undefined) throw markFailed;
+    })
+    .finally(() => pending.delete(sent));
+  pending.add(sent);
+  return sent;
 }
 
 /**
@@ -376,7 +428,8 @@ class RemoteRun {
  *
  * Cancelling (`signal` or `timeoutMs`) cancels the run here at once (`cancelled`, not
  * `error`) and aborts the worker's signal for the job; a job still waiting never starts, and
- * none is retried. A run that failed on the worker rejects with a {@link RemoteRunError}. When
+ * none is retried; {@link RemoteRunner.cancelJob} does the same for a job by its id, whoever
+ * added it. A run that failed on the worker rejects with a {@link RemoteRunError}. When
  * BullMQ runs a job again (its `attempts`, or a worker that died), listeners see one `start`,
  * one `prepare`, progress that never goes backwards and one terminal event (docs/scale-out.md).
  *
@@ -401,6 +454,7 @@ export class RemoteRunner<P = unknown, R = unknown> extends ProcessingRunner<P, 
   readonly #traceContext: TraceContextCarrier | undefined;
   readonly #jobName: string;
   readonly #jobOptions: JobsOptions;
+  readonly #jobId: ((request: ProcessingRequestLike<P>) => string | undefined) | undefined;
   /** The run whose prepare phase is about to be called (handed over synchronously by `run()`). */
   #starting: RemoteRun | undefined;
   readonly #runs = new Map<number, RemoteRun>();
@@ -415,10 +469,10 @@ export class RemoteRunner<P = unknown, R = unknown> extends ProcessingRunner<P, 
    * @param options - `queueName` and `connection`, and optionally the rest of {@link RemoteRunnerOptions}.
    * @throws TypeError for bad options, before connecting.
    */
-  constructor(options: RemoteRunnerOptions) {
+  constructor(options: RemoteRunnerOptions<P>) {
     super();
     const { queueName, redis: redisOptions, prefix, keys, codec, traceContext, onError } = queueSettings(options);
-    const { jobName = 'run', jobOptions = {}, pollMs = 1000 } = options;
+    const { jobName = 'run', jobOptions = {}, pollMs = 1000, jobId } = options;
     if (typeof jobName !== 'string' || jobName === '') {
       throw new TypeError(`Expected \`options.jobName\` to be a non-empty string, got ${describeValue(jobName)}`);
     }
@@ -426,6 +480,9 @@ export class RemoteRunner<P = unknown, R = unknown> extends ProcessingRunner<P, 
       throw new TypeError(`Expected \`options.jobOptions\` to be an object, got ${describeValue(jobOptions)}`);
     }
     assertOptionalInteger(pollMs, 'options.pollMs', 1);
+    if (jobId !== undefined && typeof jobId !== 'function') {
+      throw new TypeError(`Expected \`options.jobId\` to be a function, got ${describeValue(jobId)}`);
+    }
 
     // A stream of this producer's own: its runs' events, read from its start by one XREAD.
     this.#inbox = keys.inbox(randomUUID());
@@ -438,6 +495,7 @@ export class RemoteRunner<P = unknown, R = unknown> extends ProcessingRunner<P, 
     this.#traceContext = traceContext;
     this.#jobName = jobName;
     this.#jobOptions = { removeOnComplete: { age: 3600 }, removeOnFail: { age: 86_400 }, ...jobOptions };
+    this.#jobId = jobId;
   }
 
   /** The BullMQ `Queue` the jobs go to, for its counters and its own events. */
@@ -452,8 +510,9 @@ export class RemoteRunner<P = unknown, R = unknown> extends ProcessingRunner<P, 
    * @param request - An object with a `processing` property, such as a `ProcessingRequest`.
    * @param options - `signal` and `timeoutMs`, either or both.
    * @returns The result of the worker's finalize phase, read from the job.
-   * @throws TypeError (as a rejection) for a bad request or options, or a payload the codec
-   * cannot encode, before any event; `Error` when the runner was closed.
+   * @throws TypeError (as a rejection) for a bad request or options, a payload the codec
+   * cannot encode, or a bad id from the `jobId` option, before any event; `Error` when the runner
+   * was closed; {@link JobExistsError} when a job of the queue already has the id `jobId` gave.
    */
   override async run(request: ProcessingRequestLike<P>, options?: RunOptions): Promise<R> {
     assertRequest(request);
@@ -466,12 +525,15 @@ export class RemoteRunner<P = unknown, R = unknown> extends ProcessingRunner<P, 
     try {
       if (this.#closing !== undefined) throw new Error('Expected an open RemoteRunner, got one whose close() was called');
       const processing = encodeWith(this.#shared.codec, request.processing, '`request.processing`');
+      const jobIdOf = this.#jobId;
+      const customId = jobIdOf === undefined ? undefined : jobIdOf(request);
+      if (customId !== undefined) assertJobId(customId, '`options.jobId` to return undefined or', true);
       const trace = this.#traceContext?.inject();
       const events = { stream: this.#inbox, run: ++this.#lastRun };
       const data: RunJobData = trace === undefined ? { processing, events } : { processing, events, trace };
       if (outer?.aborted === true) controller.abort(outer.reason);
       outer?.addEventListener('abort', forward, { once: true });
-      const run = new RemoteRun(this.#shared, data, controller);
+      const run = new RemoteRun(this.#shared, data, controller, customId);
       const previous = this.#starting;
       this.#starting = run;
       let settled: Promise<R>;
@@ -501,6 +563,58 @@ export class RemoteRunner<P = unknown, R = unknown> extends ProcessingRunner<P, 
    */
   override runSync(_request: ProcessingRequestLike<P>): R {
     throw new TypeError('Expected run() for a RemoteRunner, got runSync(): a run on another process cannot be synchronous');
+  }
+
+  /**
+   * Cancels a job of this queue, whoever added it (this runner, another `RemoteRunner`, a
+   * service replica that has since restarted), by its BullMQ id (see the `jobId` option).
+   * When a run of this runner follows the job, that run is cancelled exactly as its `signal`
+   * would cancel it: it rejects with `reason` and emits `cancelled`, and the workers are told.
+   * Otherwise the job is marked cancelled in its data and the workers are told, as a run's
+   * cancellation does (docs/scale-out.md, "Cancellation"): a job that is running is aborted on
+   * its worker, a waiting one never starts, neither is retried, and the run that added it
+   * rejects with an `AbortError` (a `TimeoutError` for one) carrying `reason`'s message.
+   *
+   * @param jobId - The job's id: a non-empty string without colons.
+   * @param reason - Why, as with `AbortController.abort()`; by default a `DOMException` named
+   * `AbortError` with the message `'Cancelled'`.
+   * @returns `true` when the job existed and had not finished (completed or failed) when read;
+   * `false`, doing nothing, when there is no such job or it had finished. Resolves once the
+   * workers were told (or, for a run of this runner, once that run was cancelled).
+   * @throws TypeError (as a rejection) for a bad `jobId`, before anything is read or sent;
+   * `Error` when the runner was closed; what Redis answered when marking or telling failed.
+   *
+   * @example
+   * ```ts
+   * import { RemoteRunner } from 'processing-runner/bullmq';
+   *
+   * // Another process than the one that called run() with `jobId: (request) => request.processing.runId`.
+   * const remote = new RemoteRunner<{ runId: string }, string>({ queueName: 'images', connection: 'redis://127.0.0.1:6379' });
+   * const cancelled = await remote.cancelJob('run-7f3a', new Error('cancelled by its owner'));
+   * console.log(cancelled ? 'cancelled' : 'no such job running or waiting');
+   * await remote.close();
+   * ```
+   */
+  async cancelJob(jobId: string, reason: unknown = new DOMException('Cancelled', 'AbortError')): Promise<boolean> {
+    assertJobId(jobId, '`jobId` to be', false);
+    if (this.#closing !== undefined) throw new Error('Expected an open RemoteRunner, got one whose close() was called');
+    const job = await this.#shared.queue.getJob(jobId);
+    if (job === undefined || job.finishedOn !== undefined) return false;
+    // Looked for after the read: a run of this runner that settled meanwhile is no longer here.
+    const run = this.#following(jobId);
+    if (run === undefined) {
+      await sendCancel(this.#shared, job, job.data, reason);
+    } else {
+      // Its signal's path: the run rejects at once, and it marks its job and tells the workers.
+      run.controller.abort(reason);
+    }
+    return true;
+  }
+
+  /** The run of this runner that follows the job, if any (few are in flight: a scan, not an index kept per run). */
+  #following(jobId: string): RemoteRun | undefined {
+    for (const run of this.#runs.values()) if (run.jobId === jobId) return run;
+    return undefined;
   }
 
   /**

@@ -189,6 +189,23 @@ export function assertName(value: unknown, name: string): asserts value is strin
 }
 
 /**
+ * Throws the house `TypeError` ("Expected <expected> <rule>, got …") unless `value` can be a
+ * job id of a queue: a non-empty string without colons (they separate the parts of BullMQ's key
+ * names). With `custom` (an id a `RemoteRunner` asks BullMQ to give a new job) not an integer
+ * either, as BullMQ's own ids are: BullMQ refuses those (`Job#validateOptions`:
+ * `String(parseInt(id, 10)) === id`, so `'42'`, `'0'` and `'-1'`, not `'007'`), and refusing here
+ * comes before the run starts.
+ *
+ * @internal
+ */
+export function assertJobId(value: unknown, expected: string, custom: boolean): asserts value is string {
+  if (typeof value !== 'string' || value === '' || value.includes(':') || (custom && String(Number.parseInt(value, 10)) === value)) {
+    const rule = custom ? 'a non-empty string without colons that is not an integer (BullMQ\'s own ids are)' : 'a non-empty string without colons';
+    throw new TypeError(`Expected ${expected} ${rule}, got ${describeValue(value)}`);
+  }
+}
+
+/**
  * Throws the house `TypeError` unless `value` is `undefined` or an integer from `min` up.
  *
  * @internal
