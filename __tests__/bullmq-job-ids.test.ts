@@ -4,7 +4,7 @@
 import { Queue, type ConnectionOptions } from 'bullmq';
 
 import { ProcessingRequest, ProcessingRunner, recordEvents } from '../src/index.js';
-import { JobExistsError, type RemoteRunner, type RunJobData } from '../src/bullmq.js';
+import { JobExistsError, RunAbandonedError, type RemoteRunner, type RunJobData } from '../src/bullmq.js';
 import { toRedisOptions } from '../src/remote/wire.js';
 import { admin, bench, connection, listenForCancellations, setUpBench, stepper } from './support/bullmq-bench.js';
 import { describeRedis } from './support/redis.js';
@@ -272,5 +272,50 @@ describeRedis('RemoteRunner: .cancelJob()', () => {
     const remote = bench.remote<number, string>();
     await remote.close();
     await expect(remote.cancelJob('steps-1')).rejects.toEqual(new Error('Expected an open RemoteRunner, got one whose close() was called'));
+  });
+});
+
+describeRedis('RemoteRunner: .close({ abandon: true })', () => {
+  test('.close({ abandon: true }) - runs in flight reject at once with RunAbandonedError; their jobs go on on the worker, never cancelled', async () => {
+    const cancellations = await listenForCancellations();
+    const workerRunner = new ProcessingRunner({ processor: stepper(20) });
+    await bench.worker(workerRunner);
+    const finished = new Promise<string>((resolve) => {
+      workerRunner.once('finalize', (_state, result) => {
+        resolve(result);
+      });
+    });
+    const remote = keyed();
+    const heard = recordEvents(remote);
+    const running = remote.run(new ProcessingRequest(15));
+    await new Promise<void>((resolve) => {
+      remote.once('progress', () => {
+        resolve();
+      });
+    });
+    const waiting = remote.run(new ProcessingRequest(2));
+    await untilState(remote, 'steps-2', 'waiting');
+    await remote.close({ abandon: true });
+    await expect(running).rejects.toEqual(expect.objectContaining({ name: 'RunAbandonedError', jobId: 'steps-15' }));
+    await expect(waiting).rejects.toBeInstanceOf(RunAbandonedError);
+    expect(heard.events.filter((event) => event.event === 'error')).toHaveLength(2);
+    expect(heard.events.filter((event) => event.event === 'cancelled')).toHaveLength(0);
+    // The worker finishes both jobs as if nothing had happened; nobody was told to stop.
+    await expect(finished).resolves.toBe('did 15');
+    const queue = new Queue('q', { connection: toRedisOptions(connection) as ConnectionOptions, prefix: bench.prefix });
+    try {
+      await until(async () => (await queue.getJobState('steps-2')) === 'completed', 'the waiting job to complete');
+      expect((await queue.getJob('steps-15'))?.data.cancelled).toBeUndefined();
+    } finally {
+      await queue.close();
+    }
+    expect(cancellations).toEqual([]);
+  });
+
+  test('.close() - a bad options argument is a TypeError, and the runner stays open', async () => {
+    const remote = keyed();
+    await expect(remote.close({ abandon: 'yes' as unknown as boolean })).rejects.toEqual(new TypeError('Expected `options` to be an object like { abandon: boolean }, got an object'));
+    await bench.worker(new ProcessingRunner({ processor: stepper() }));
+    await expect(remote.run(new ProcessingRequest(1))).resolves.toBe('did 1');
   });
 });

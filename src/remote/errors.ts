@@ -80,3 +80,36 @@ export class JobExistsError extends Error {
     this.jobId = jobId;
   }
 }
+
+/**
+ * What a `RemoteRunner` run rejects with when the runner was closed with `{ abandon: true }`
+ * before the run ended: the runner let go of it, but the job was neither cancelled nor removed,
+ * so it goes on on its worker (or waits for one), and whatever else follows it (another
+ * `RemoteRunner`, the job's state in BullMQ) sees how it ends.
+ *
+ * @example
+ * ```ts
+ * import { ProcessingRequest } from 'processing-runner';
+ * import { RemoteRunner, RunAbandonedError } from 'processing-runner/bullmq';
+ *
+ * const remote = new RemoteRunner<string, string>({ queueName: 'upper', connection: 'redis://127.0.0.1:6379' });
+ * const result = remote.run(new ProcessingRequest('hi')).catch((error: unknown) => {
+ *   if (error instanceof RunAbandonedError) return `job ${String(error.jobId)} goes on without us`;
+ *   throw error;
+ * });
+ * await remote.close({ abandon: true });
+ * console.log(await result);
+ * ```
+ */
+export class RunAbandonedError extends Error {
+  /** Always `'RunAbandonedError'`. */
+  override readonly name = 'RunAbandonedError';
+  /** The BullMQ job id of the run, when its job had been added. */
+  readonly jobId: string | undefined;
+
+  /** @param jobId - The run's job id, if it had one yet. */
+  constructor(jobId: string | undefined) {
+    super(`The RemoteRunner was closed with { abandon: true } and let go of the run; its job${jobId === undefined ? '' : ` ${jobId}`} goes on without it`);
+    this.jobId = jobId;
+  }
+}

@@ -11,7 +11,7 @@ import { assertRequest, type ProcessingRequestLike, type ProcessingState } from 
 import { ProcessingRunner } from '../runner.js';
 import { encodeWith, type Codec } from './codec.js';
 import { queueSettings, type RunQueueOptions } from './options.js';
-import { JobExistsError, RemoteRunError } from './errors.js';
+import { JobExistsError, RemoteRunError, RunAbandonedError } from './errors.js';
 import { StreamReader } from './reader.js';
 import type { RunJobData, TraceContextCarrier } from './trace.js';
 import {
@@ -137,6 +137,8 @@ class RemoteRun {
   #checks: Promise<void> = Promise.resolve();
   /** Whether the outcome has been read: nothing more to check. */
   #done = false;
+  /** Set by `abandon()`: what the run's phases reject with from then on. */
+  #abandoned: RunAbandonedError | undefined;
   #timer: ReturnType<typeof setInterval> | undefined;
   #cancelRequested = false;
 
@@ -171,6 +173,8 @@ class RemoteRun {
     if (customId !== undefined) await this.#assertAdded(customId);
     this.#job = job;
     this.jobId = String(job.id);
+    // Let go of while its job was being added: nothing to follow.
+    if (this.#abandoned !== undefined) throw new RunAbandonedError(this.jobId);
     this.#timer = setInterval(() => void this.check(false), this.shared.pollMs);
     this.#timer.unref();
     if (this.#cancelRequested) this.#publishCancel();
@@ -301,7 +305,21 @@ class RemoteRun {
     }
   }
 
+  /**
+   * Lets go of the run without cancelling it: its phase rejects with `RunAbandonedError`, the
+   * job is left as it is (no mark, no message), and the run stops following it.
+   */
+  abandon(): void {
+    if (this.#abandoned !== undefined) return;
+    this.#abandoned = new RunAbandonedError(this.jobId);
+    this.#done = true;
+    this.dispose();
+    this.#waiter?.reject(this.#abandoned);
+    this.#waiter = undefined;
+  }
+
   #next(): Promise<Item> {
+    if (this.#abandoned !== undefined) return Promise.reject(this.#abandoned);
     const item = this.#inbox.shift();
     if (item !== undefined) return Promise.resolve(item);
     const { signal } = this.controller;
@@ -652,9 +670,26 @@ export class RemoteRunner<P = unknown, R = unknown> extends ProcessingRunner<P, 
   /**
    * Stops taking runs, waits for the runs in flight to settle (abort them first to stop
    * sooner), then closes the connections. Later calls return the same promise.
+   *
+   * With `{ abandon: true }` it does not wait: the runs in flight reject at once with a
+   * {@link RunAbandonedError} (their listeners see `error`), and their jobs are left as they
+   * are, neither cancelled nor removed, to go on on their workers. For a process that hands
+   * its runs over to others when it stops (a service replica whose runs another replica answers
+   * for). A later call without it returns the same promise.
+   *
+   * @param options - `abandon`, to let go of the runs in flight instead of waiting for them.
+   * @throws TypeError (as a rejection) for options that are not an object with a boolean `abandon`.
    */
-  close(): Promise<void> {
+  close(options: { readonly abandon?: boolean | undefined } = {}): Promise<void> {
+    const { abandon } = (typeof options === 'object' && (options as unknown) !== null ? options : { abandon: 0 }) as { abandon?: unknown };
+    if (abandon !== undefined && typeof abandon !== 'boolean') {
+      return Promise.reject(new TypeError(`Expected \`options\` to be an object like { abandon: boolean }, got ${describeValue(options)}`));
+    }
     return (this.#closing ??= (async () => {
+      if (abandon === true) {
+        // Runs still adding their job finish adding it first, so no job is half made.
+        for (const run of this.#runs.values()) run.abandon();
+      }
       await Promise.allSettled([...this.#inFlight]);
       await Promise.allSettled([...this.#shared.pending]);
       await this.#shared.reader.close();

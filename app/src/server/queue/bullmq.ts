@@ -42,6 +42,7 @@ export class BullmqRunQueue implements RunQueue {
   /** For the wait list's order, which BullMQ's API only gives as whole jobs. */
   readonly #redis: Redis;
   #closed = false;
+  #closing: Promise<void> | undefined;
 
   constructor(options: BullmqQueueOptions) {
     const { connection, queueName = 'images', capacity = 100, runTimeoutMs, keepJobsSeconds = 3600 } = options;
@@ -114,9 +115,13 @@ export class BullmqRunQueue implements RunQueue {
   async cancel(id: string, reason: unknown): Promise<CancelOutcome> {
     const job = await this.runner.queue.getJob(id);
     const state = job === undefined ? 'unknown' : await job.getState();
-    if (state === 'completed' || state === 'failed' || state === 'unknown') return 'unknown';
+    if (job === undefined || state === 'completed' || state === 'failed' || state === 'unknown' || job.data.cancelled !== undefined) return 'unknown';
+    // Marked and announced first (a worker taking it now never runs it, or stops it), then a
+    // waiting job leaves the wait list, so it holds no place ahead of others.
     await this.runner.cancelJob(id, reason);
-    return state === 'active' ? 'aborted' : 'dequeued';
+    if (state === 'active') return 'aborted';
+    await job.remove().catch(() => undefined); // Taken by a worker meanwhile: the mark stops it there.
+    return 'dequeued';
   }
 
   /**
@@ -124,16 +129,18 @@ export class BullmqRunQueue implements RunQueue {
    * nothing is cancelled. Runs followed here get `graceMs` to settle, then this replica lets go
    * of them (they go on on their workers, and any replica answers for them).
    */
-  async close({ graceMs }: { readonly graceMs: number; readonly reason: unknown }): Promise<void> {
+  close({ graceMs }: { readonly graceMs: number; readonly reason: unknown }): Promise<void> {
     this.#closed = true;
-    let timer: NodeJS.Timeout | undefined;
-    const graceOver = new Promise<void>((resolve) => {
-      timer = setTimeout(resolve, graceMs);
-    });
-    await Promise.race([Promise.allSettled([...this.#done]), graceOver]);
-    clearTimeout(timer);
-    await this.runner.close({ abandon: true });
-    await this.#redis.quit();
+    return (this.#closing ??= (async () => {
+      let timer: NodeJS.Timeout | undefined;
+      const graceOver = new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, graceMs);
+      });
+      await Promise.race([Promise.allSettled([...this.#done]), graceOver]);
+      clearTimeout(timer);
+      await this.runner.close({ abandon: true });
+      await this.#redis.quit();
+    })());
   }
 
   /** Resolves once the job of run `id` is in Redis (or the run settled before it got there). */
