@@ -302,7 +302,7 @@ describeRedis('RemoteRunner: .close({ abandon: true })', () => {
     expect(heard.events.filter((event) => event.event === 'cancelled')).toHaveLength(0);
     // The worker finishes both jobs as if nothing had happened; nobody was told to stop.
     await expect(finished).resolves.toBe('did 15');
-    const queue = new Queue('q', { connection: toRedisOptions(connection) as ConnectionOptions, prefix: bench.prefix });
+    const queue = new Queue<RunJobData>('q', { connection: toRedisOptions(connection) as ConnectionOptions, prefix: bench.prefix });
     try {
       await until(async () => (await queue.getJobState('steps-2')) === 'completed', 'the waiting job to complete');
       expect((await queue.getJob('steps-15'))?.data.cancelled).toBeUndefined();

@@ -23,13 +23,30 @@ describe('parseCommand()', () => {
   });
 
   test('parseCommand() - worker: --redis, and --concurrency and --queue with their defaults', () => {
-    expect(parseCommand(['worker', '--redis', 'redis://127.0.0.1:6379'])).toEqual({ kind: 'worker', redis: 'redis://127.0.0.1:6379', concurrency: 1, queueName: 'images' });
-    expect(parseCommand(['worker', '--redis', 'unix:///tmp/r.sock', '--concurrency', '4', '--queue', 'gpu'])).toEqual({
+    const retention = { maxAgeMs: 7 * 86_400_000, maxCount: 1000 };
+    expect(parseCommand(['worker', '--redis', 'redis://127.0.0.1:6379'])).toEqual({
+      kind: 'worker',
+      redis: 'redis://127.0.0.1:6379',
+      concurrency: 1,
+      queueName: 'images',
+      retention,
+      lockDurationMs: 10_000,
+      stalledIntervalMs: 4_000,
+      outDir: 'out',
+    });
+    expect(
+      parseCommand(['worker', '--redis', 'unix:///tmp/r.sock', '--concurrency', '4', '--queue', 'gpu', '--retain', '2d', '--lock-duration', '5000', '--stalled-interval', '1000', '-o', 'pngs']),
+    ).toEqual({
       kind: 'worker',
       redis: 'unix:///tmp/r.sock',
       concurrency: 4,
       queueName: 'gpu',
+      retention: { maxAgeMs: 2 * 86_400_000, maxCount: 1000 },
+      lockDurationMs: 5000,
+      stalledIntervalMs: 1000,
+      outDir: 'pngs',
     });
+    expect(() => parseCommand(['worker', '--redis', 'redis://x', '--lock-duration', '50'])).toThrow("--lock-duration must be milliseconds from 100 to 3600000, got '50'");
   });
 
   test('parseCommand() - --help and --version win over everything else', () => {

@@ -51,10 +51,13 @@ describeRedis('BullmqRunQueue', () => {
     let stores: RedisRunStore[];
     let stopRecording: () => void;
     beforeEach(async () => {
-      stores = [new RedisRunStore({ url: connection, namespace: queueName }), new RedisRunStore({ url: connection, namespace: queueName })];
-      ({ app, dispose } = await makeApp({ queue, store: stores[0] }));
+      // The service's store and the worker's: two connections to the same keys, as two processes have.
+      const serviceStore = new RedisRunStore({ url: connection, namespace: queueName });
+      const workerStore = new RedisRunStore({ url: connection, namespace: queueName });
+      stores = [serviceStore, workerStore];
+      ({ app, dispose } = await makeApp({ queue, store: serviceStore }));
       const runner = new DemoImageRunner({ previewEvery: 2 });
-      const recorder = recordRuns(runner, stores[1] as RedisRunStore);
+      const recorder = recordRuns(runner, workerStore);
       stopRecording = recorder;
       worker = await startWorker(runner, { queueName, connection });
     });

@@ -28,7 +28,7 @@ beforeEach(async () => {
   outDir = await mkdtemp(join(tmpdir(), 'durable-runs-'));
 });
 afterEach(async () => {
-  if (running !== undefined && running.child.exitCode === null && running.child.signalCode === null) {
+  if (running?.child.exitCode === null && running.child.signalCode === null) {
     running.child.kill('SIGKILL');
     await running.exit;
   }

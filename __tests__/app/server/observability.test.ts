@@ -32,7 +32,14 @@ test('GET /metrics - runs by outcome, phase histograms, queue, in flight and SSE
   await waitForEvent(app, long.id, (event) => event.event === 'end');
   const done = (await app.inject({ method: 'POST', url: '/v1/runs', payload: SMALL })).json<{ id: string }>();
   await waitForEvent(app, done.id, (event) => event.event === 'end');
-  const after = (await app.inject({ method: 'GET', url: '/metrics' })).body;
+  // The run's ending is in the store before the runner's `finalize` event (it is written inside
+  // the finalize phase, so that a worker's record is durable before its job completes): the
+  // phase histograms, fed by that event, follow a moment later.
+  let after = '';
+  for (let tries = 0; tries < 100 && !after.includes('processing_phase_duration_seconds_count{phase="finalize"} 1'); tries++) {
+    after = (await app.inject({ method: 'GET', url: '/metrics' })).body;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
   expect(sample(after, 'processing_runs_total{outcome="succeeded"}')).toBe(1);
   expect(sample(after, 'processing_runs_total{outcome="cancelled"}')).toBe(2);
   expect(sample(after, 'processing_runs_total{outcome="failed"}')).toBe(0);

@@ -164,7 +164,7 @@ describeRedis('serve --redis: two replicas, two workers, one Redis, no shared di
     const early = await fetch(`${urls[0] ?? ''}/v1/runs/${id}/events`, { headers: { accept: 'text/event-stream' } });
     const reader = early.body?.getReader();
     let text = '';
-    while (reader !== undefined && parseSse(text).length < 3) text += new TextDecoder().decode((await reader.read()).value);
+    while (reader !== undefined && parseSse(text).length < 3) text += new TextDecoder().decode(((await reader.read()) as { readonly value?: Uint8Array }).value);
     const seen = parseSse(text);
     procs[0]?.child.kill('SIGKILL');
     await procs[0]?.exit;

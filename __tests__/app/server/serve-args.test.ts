@@ -18,15 +18,30 @@ describe('parseCommand() - serve', () => {
         previewEvery: 5,
         maxSseClients: 100,
         trace: undefined,
+        queueName: 'images',
+        retention: { maxAgeMs: 7 * 86_400_000, maxCount: 1000 },
       },
     });
+  });
+
+  test('--retain: a duration, a count, or both; --queue names the queue and key namespace', () => {
+    const retention = (value: string): unknown => (parseCommand(['serve', '--retain', value], {}) as { options: { retention: unknown } }).options.retention;
+    expect(retention('30m')).toEqual({ maxAgeMs: 1_800_000, maxCount: 1000 });
+    expect(retention('500')).toEqual({ maxAgeMs: 7 * 86_400_000, maxCount: 500 });
+    expect(retention('12h,200')).toEqual({ maxAgeMs: 12 * 3_600_000, maxCount: 200 });
+    expect(retention('45s')).toEqual({ maxAgeMs: 45_000, maxCount: 1000 });
+    expect((parseCommand(['serve', '--redis', 'redis://127.0.0.1:6379', '--queue', 'gpu-a'], {}) as { options: { queueName: string } }).options.queueName).toBe('gpu-a');
+    for (const bad of ['', '0', '7 days', '5x', '1d,', '2w']) {
+      expect(() => parseCommand(['serve', '--retain', bad], {})).toThrow(`--retain must be a duration (30m, 12h, 7d), a count of runs (1 to 1000000), or both (7d,500), got '${bad}'`);
+    }
+    expect(() => parseCommand(['serve', '--queue', 'a:b'], {})).toThrow("--queue must be a name without spaces or colons, got 'a:b'");
   });
 
   test('every option, and the key from PROCESSING_RUNNER_API_KEY', () => {
     const argv = ['serve', '--host', '0.0.0.0', '--port', '0', '--concurrency', '2', '--queue-size', '5', '--run-timeout', '30', '-o', 'images', '--allow-unauthenticated', '--grace', '2.5', '--preview-every', '0', '--max-sse-clients', '3', '--trace', 'console'];
     expect(parseCommand(argv, { PROCESSING_RUNNER_API_KEY: 'from-the-env' })).toEqual({
       kind: 'serve',
-      options: { host: '0.0.0.0', port: 0, concurrency: 2, queueSize: 5, runTimeoutSeconds: 30, outDir: 'images', apiKey: 'from-the-env', allowUnauthenticated: true, graceSeconds: 2.5, previewEvery: 0, maxSseClients: 3, trace: 'console' },
+      options: { host: '0.0.0.0', port: 0, concurrency: 2, queueSize: 5, runTimeoutSeconds: 30, outDir: 'images', apiKey: 'from-the-env', allowUnauthenticated: true, graceSeconds: 2.5, previewEvery: 0, maxSseClients: 3, trace: 'console', queueName: 'images', retention: { maxAgeMs: 7 * 86_400_000, maxCount: 1000 } },
     });
     expect(parseCommand(['serve', '--api-key', 'on-the-line'], { PROCESSING_RUNNER_API_KEY: 'from-the-env' })).toMatchObject({ options: { apiKey: 'on-the-line' } });
   });

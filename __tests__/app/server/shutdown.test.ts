@@ -68,7 +68,7 @@ async function startRun(url: string, steps: number, size = 64): Promise<{ readon
     stepSeen = resolve;
   });
   const ended = new Promise<void>((resolve) => {
-    for (const name of ['progress', 'finalize', 'cancelled', 'error', 'end']) {
+    for (const name of ['progress', 'finalize', 'cancelled', 'error', 'interrupted', 'end']) {
       source.addEventListener(name, (raw: unknown) => {
         const message = raw as SseMessage;
         if (typeof message.data !== 'string') return;
@@ -104,13 +104,13 @@ test('SIGTERM - new requests get 503, the running run finishes within the grace 
   expect(server.output()).toMatch(/SIGTERM: shutting down[\s\S]*stopped/);
 });
 
-test('SIGTERM - a run still going when the grace period ends is cancelled and its client told so, exit 0', async () => {
+test('SIGTERM - a run still going when the grace period ends is interrupted and its client told so, exit 0', async () => {
   const server = await serve('--grace', '0.2');
   const run = await startRun(server.url, 150, 512);
   server.child.kill('SIGTERM');
   await run.ended;
-  expect(run.events.slice(-2).map((event) => event.event)).toEqual(['cancelled', 'end']);
-  expect(run.events.at(-2)?.data).toMatchObject({ status: 'cancelled', message: 'The service is shutting down' });
+  expect(run.events.slice(-2).map((event) => event.event)).toEqual(['interrupted', 'end']);
+  expect(run.events.at(-2)?.data).toMatchObject({ status: 'interrupted', message: 'The service shut down while the run was going; it did not finish' });
   expect(await server.exit).toBe(0);
 });
 

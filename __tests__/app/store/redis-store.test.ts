@@ -11,7 +11,7 @@ describeRedis('RedisRunStore', () => {
     const url = await redisConnection();
     const namespace = uniquePrefix();
     return {
-      open: async (retention) => new RedisRunStore({ url, namespace, retention }),
+      open: (retention) => Promise.resolve(new RedisRunStore({ url, namespace, retention })),
       dispose: async () => {
         const admin = adminClient(url);
         await deleteKeys(admin, `processing-runner:${namespace}`);

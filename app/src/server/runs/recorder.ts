@@ -46,7 +46,11 @@ interface Recording {
  */
 export function recordRuns(runner: ProcessingRunner<GenerationInput, GeneratedImage>, store: RunStore, options: RecorderOptions = {}): RunRecorder {
   const now = options.now ?? Date.now;
-  const onError = options.onError ?? ((error: unknown) => process.emitWarning(error instanceof Error ? error.message : String(error), 'RunRecorderWarning'));
+  const onError =
+    options.onError ??
+    ((error: unknown) => {
+      process.emitWarning(error instanceof Error ? error.message : String(error), 'RunRecorderWarning');
+    });
   const tracker = attachProgress(runner, { keepFinished: 0 });
   const recordings = new Map<number, Recording>();
   const pending = new Set<Promise<unknown>>();
@@ -64,7 +68,7 @@ export function recordRuns(runner: ProcessingRunner<GenerationInput, GeneratedIm
     const recording = recordings.get(runId);
     if (recording === undefined) return;
     recordings.delete(runId);
-    then(recording, (attempt) => {
+    void then(recording, (attempt) => {
       const data = terminalData({ progress: { step: 0, total: recording.total, fraction: 0, eta_seconds: null }, result: undefined }, status, phase, now(), describeReason(reason, status));
       return store.end(recording.id, status, data, { attempt });
     });
@@ -109,20 +113,20 @@ export function recordRuns(runner: ProcessingRunner<GenerationInput, GeneratedIm
       if (recording === undefined) return;
       const progress = view(tracker.get(state.runId), recording.total);
       // A later attempt has shown its start as `retrying`; its progress goes on from there.
-      then(recording, (attempt) => (attempt > 1 ? Promise.resolve() : store.append(recording.id, 'prepare', { phase: 'execute', ...progress }, { attempt })));
+      void then(recording, (attempt) => (attempt > 1 ? Promise.resolve() : store.append(recording.id, 'prepare', { phase: 'execute', ...progress }, { attempt })));
     },
     progress: (state: { readonly runId: number }, update: { readonly info?: unknown }) => {
       const recording = recordings.get(state.runId);
       if (recording === undefined) return;
       const progress = view(tracker.get(state.runId), recording.total);
       if (progress === undefined) return;
-      then(recording, (attempt) => store.append(recording.id, 'progress', { ...progress }, { attempt, fraction: progress.fraction }, previewOf(update.info)));
+      void then(recording, (attempt) => store.append(recording.id, 'progress', { ...progress }, { attempt, fraction: progress.fraction }, previewOf(update.info)));
     },
     execute: (state: { readonly runId: number }, result: GeneratedImage) => {
       const recording = recordings.get(state.runId);
       if (recording === undefined) return;
       const progress = view(tracker.get(state.runId), recording.total);
-      then(recording, (attempt) => store.append(recording.id, 'execute', { phase: 'finalize', sha256: result.sha256, ...progress }, { attempt }));
+      void then(recording, (attempt) => store.append(recording.id, 'execute', { phase: 'finalize', sha256: result.sha256, ...progress }, { attempt }));
     },
     error: (error: unknown, failure: { readonly runId: number; readonly phase: Phase }) => {
       ending(failure.runId, 'failed', failure.phase, error);

@@ -70,7 +70,11 @@ export class RunService {
     this.store = store;
     this.#outDir = options.outDir;
     this.#now = options.now ?? Date.now;
-    this.#onError = options.onError ?? ((error: unknown) => process.emitWarning(error instanceof Error ? error.message : String(error), 'RunServiceWarning'));
+    this.#onError =
+      options.onError ??
+      ((error: unknown) => {
+        process.emitWarning(error instanceof Error ? error.message : String(error), 'RunServiceWarning');
+      });
     this.#runTimeoutMs = options.runTimeoutMs;
     this.#sweepEveryMs = options.sweepEveryMs ?? 60_000;
     this.#watchEveryMs = options.watchEveryMs ?? 1000;

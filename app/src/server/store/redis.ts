@@ -272,7 +272,8 @@ export class RedisRunStore implements RunStore {
     return (await this.#redis.getBuffer(this.#key('image', id))) ?? undefined;
   }
 
-  async sweep(now: number): Promise<number> {
+  /** Age is enforced by the keys' expiry (set when each run ended); this enforces the count and forgets expired ids. */
+  async sweep(_now: number): Promise<number> {
     const index = `${this.#ns}:runs`;
     const ids = await this.#redis.zrevrange(index, 0, -1);
     if (ids.length === 0) return 0;
@@ -293,13 +294,13 @@ export class RedisRunStore implements RunStore {
         .zrem(index, ...gone)
         .exec();
     }
-    void now; // Age is enforced by the keys' expiry, set when each run ended.
     return gone.length;
   }
 
   async close(): Promise<void> {
     this.#live.clear();
-    await Promise.allSettled([this.#redis.quit(), this.#subscriber.status === 'wait' ? Promise.resolve(this.#subscriber.disconnect()) : this.#subscriber.quit()]);
+    if (this.#subscriber.status === 'wait') this.#subscriber.disconnect();
+    await Promise.allSettled([this.#redis.quit(), this.#subscriber.status === 'wait' || this.#subscriber.status === 'end' ? Promise.resolve() : this.#subscriber.quit()]);
   }
 
   #key(kind: 'run' | 'events' | 'image', id: string): string {
@@ -330,7 +331,7 @@ export class RedisRunStore implements RunStore {
       preview ?? '',
       String(this.#retention.maxAgeMs),
     );
-    return result === null ? undefined : result;
+    return result ?? undefined;
   }
 
   #listen(id: string, listener: (event: RunEvent) => void, resync: () => void): { readonly unsubscribe: () => void; readonly ready: Promise<unknown> } {

@@ -37,6 +37,9 @@ export default fp(
     });
     app.addHook('onSend', async (_request, reply, payload) => {
       reply.header('X-Content-Type-Options', 'nosniff');
+      // A request that was being answered when the shutdown began closes its connection after
+      // the answer: a keep-alive connection idle only after the close began would hold it open.
+      if (app.serviceState.draining) reply.header('Connection', 'close');
       const type = reply.getHeader('content-type');
       if (typeof type === 'string' && type.startsWith('text/html')) reply.header('Content-Security-Policy', CONTENT_SECURITY_POLICY);
       return payload;

@@ -186,9 +186,11 @@ const runsRoutes: FastifyPluginCallbackTypebox = (app, _options, done) => {
       reply.sse.keepAlive();
       reply.header('Cache-Control', 'no-cache, no-transform').header('X-Accel-Buffering', 'no');
       const stream = new RunEventStream(reply, app.settings.progressThrottleMs);
+      // The response is an event stream from now on, even before its first event: a client
+      // waiting for one has its headers, and closing the stream (a shutdown) ends the response.
+      reply.sse.sendHeaders();
       // Nothing to send (a finished run's client that has seen it all): close at once.
       if (isTerminal(record.status) && after >= record.lastEventId) {
-        reply.sse.sendHeaders();
         reply.sse.close();
         state.sseClients--;
         return reply;
