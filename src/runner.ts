@@ -679,9 +679,13 @@ function copyProgress(update: ProgressUpdate): ProgressUpdate {
   return info === undefined ? { step, total } : { step, total, info };
 }
 
-/** Reports an error that must not change the run, as `node:diagnostics_channel` does. */
+/**
+ * Reports an error that must not change the run, as `node:diagnostics_channel` does: thrown from
+ * a microtask, it is an uncaught exception in Node, Bun and Deno and an `error` event on the
+ * global object in browsers. `queueMicrotask` rather than `process.nextTick`, which only Node has.
+ */
 function rethrowAsync(error: unknown): void {
-  process.nextTick(() => {
+  queueMicrotask(() => {
     throw error;
   });
 }
