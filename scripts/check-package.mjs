@@ -7,28 +7,33 @@
 //      entry with the DOM's types and no @types/node, as a browser app has; the other entries
 //      with @types/node);
 //   3. runs what tsc emitted for the ES module and the CommonJS file with node, and checks what
-//      they print: the same ProcessingRunner class through `import` and `require`.
-// Exits 1 on the first failure, with what failed.
+//      they print: the same ProcessingRunner class through `import` and `require`;
+//   4. bundles the main entry for the browser with esbuild and checks the size budget in
+//      docs/runtimes.md (scripts/bundle-size.mjs).
+// Stops at the first failure, prints what failed and exits 1.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { cpSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
+import { checkBundleSize } from './bundle-size.mjs';
+
 const root = join(import.meta.dirname, '..');
 const require = createRequire(import.meta.url);
 const bin = (name) => join(root, 'node_modules', '.bin', name);
 const work = mkdtempSync(join(tmpdir(), 'processing-runner-package-'));
 
-/** Runs a command; on failure prints its output and exits 1. */
+/** A check that failed: its message is what to show. */
+class Failed extends Error {}
+
+/** Runs a command; on failure throws with its output. */
 function step(title, command, args, options = {}) {
   process.stdout.write(`package: ${title}… `);
   const result = spawnSync(command, args, { cwd: work, encoding: 'utf8', ...options });
   if (result.status !== 0) {
     process.stdout.write('FAILED\n');
-    process.stdout.write(`$ ${[command, ...args].join(' ')}\n${result.stdout ?? ''}${result.stderr ?? ''}${result.error ? String(result.error) : ''}\n`);
-    rmSync(work, { recursive: true, force: true });
-    process.exit(1);
+    throw new Failed(`$ ${[command, ...args].join(' ')}\n${result.stdout ?? ''}${result.stderr ?? ''}${result.error ? String(result.error) : ''}`);
   }
   process.stdout.write('ok\n');
   return result.stdout;
@@ -67,13 +72,15 @@ try {
   const expected = '{"result":42,"events":["start","prepare","progress","execute","finalize"],"sameClass":true,"entries":["function","function","function"]}\n';
   for (const file of ['out/esm.mjs', 'out/cjs.cjs']) {
     const stdout = step(`node ${file}`, process.execPath, [file], { cwd: consumer });
-    if (stdout !== expected) {
-      process.stdout.write(`${file} printed\n${stdout}instead of\n${expected}`);
-      process.exit(1);
-    }
+    if (stdout !== expected) throw new Failed(`${file} printed\n${stdout}instead of\n${expected}`);
   }
 
+  if (!(await checkBundleSize(consumer))) throw new Failed('a bundle is over its limit in docs/runtimes.md');
   process.stdout.write('package: all checks passed\n');
+} catch (error) {
+  if (!(error instanceof Failed)) throw error;
+  process.stdout.write(`${error.message}\n`);
+  process.exitCode = 1;
 } finally {
   rmSync(work, { recursive: true, force: true });
 }
