@@ -117,6 +117,9 @@ type Channel<M extends object> = TracingChannel<unknown, M>;
  * Nothing is built or published for a channel nobody subscribes to. The runner itself publishes
  * nothing: the host calls this once per runner, so runs without instrumentation stay free.
  *
+ * Node, Bun and Deno only (it imports `node:diagnostics_channel`): hence its own entry,
+ * `processing-runner/diagnostics-channel`, apart from the main one, which also runs in browsers.
+ *
  * @param runner - The runner to publish.
  * @returns A handle that removes the listeners and the phase wrapper; runs still in flight get
  * their `asyncStart` / `asyncEnd` at once, with `detached: true`.
