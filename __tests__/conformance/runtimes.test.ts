@@ -4,12 +4,12 @@
 // needed). Each runtime imports `processing-runner` by name from a project where it is
 // installed, and resolves it through the package's exports as it would for a user.
 import { spawnSync } from 'node:child_process';
-import { rmSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { describeIfPresent } from '../support/describe-if-present';
 import { tests } from './suite';
-import { conformanceProject, passingLine } from './support';
+import { conformanceProject, ESM_BUILD, passingLine } from './support';
 
 const runtimes = join(__dirname, '..', '..', '.ci', 'runtimes', 'node_modules');
 const install = 'npm ci --prefix .ci/runtimes --ignore-scripts';
@@ -24,10 +24,24 @@ const RUNTIMES = [
 
 let project: string;
 let program: string;
+let esmProgram: string;
 
 beforeAll(async () => {
-  ({ project, program } = await conformanceProject());
+  ({ project, program, esmProgram } = await conformanceProject());
 });
+
+/** Runs a program with a runtime; returns its exit status, its lines and its stderr. */
+function runWith(binary: string, args: readonly string[]): { status: number | null; lines: string[]; stderr: string } {
+  const result = spawnSync(binary, args, { cwd: project, encoding: 'utf8', timeout: 60_000, env: { PATH: process.env.PATH, NO_COLOR: '1' } });
+  return { status: result.status, lines: result.stdout.trimEnd().split('\n'), stderr: result.stderr };
+}
+
+/** Every test passed: exit 0, nothing on stderr, one `ok` line per test and the closing line. */
+function expectAllPassed({ status, lines, stderr }: ReturnType<typeof runWith>): void {
+  expect({ status, failing: lines.filter((line) => line.startsWith('not ok')), stderr }).toEqual({ status: 0, failing: [], stderr: '' });
+  expect(lines.filter((line) => line.startsWith('ok - '))).toHaveLength(tests.length);
+  expect(lines.at(-1)).toBe(passingLine(tests.length));
+}
 
 afterAll(() => {
   rmSync(project, { recursive: true, force: true });
@@ -41,17 +55,15 @@ for (const { name, binary, run, version } of RUNTIMES) {
     });
 
     test(`${name} - every test passes, with processing-runner imported by name`, () => {
-      const result = spawnSync(binary, [...run, program], { cwd: project, encoding: 'utf8', timeout: 60_000, env: { PATH: process.env.PATH, NO_COLOR: '1' } });
-      const lines = result.stdout.trimEnd().split('\n');
-      expect({ status: result.status, failing: lines.filter((line) => line.startsWith('not ok')), stderr: result.stderr }).toEqual({
-        status: 0,
-        failing: [],
-        stderr: '',
-      });
-      expect(lines.filter((line) => line.startsWith('ok - '))).toHaveLength(tests.length);
-      expect(lines.at(-1)).toBe(passingLine(tests.length));
+      const result = runWith(binary, [...run, program]);
+      expectAllPassed(result);
       // Node, Bun and Deno all match the `node` export condition: the CommonJS build.
-      expect(lines[0]).toMatch(/^resolved: file:\/\/.*\/node_modules\/processing-runner\/dist\/index\.js$/);
+      expect(result.lines[0]).toMatch(/^resolved: file:\/\/.*\/node_modules\/processing-runner\/dist\/index\.js$/);
+    }, 60_000);
+
+    test(`${name} - every test passes on the ES module build too`, () => {
+      expect(readFileSync(esmProgram, 'utf8')).toContain(`from "${ESM_BUILD}"`);
+      expectAllPassed(runWith(binary, [...run, esmProgram]));
     }, 60_000);
   });
 }
