@@ -10,6 +10,7 @@ module.exports = {
     // Sources import each other as `./x.js` (nodenext); jest finds `./x.ts` from `./x`.
     '^(\\.{1,2}/.*)\\.js$': '$1',
     '^processing-runner$': '<rootDir>/src/index.ts',
+    '^processing-runner/diagnostics-channel$': '<rootDir>/src/diagnostics-channel.ts',
     '^processing-runner/tracing$': '<rootDir>/src/tracing.ts',
     '^processing-runner/bullmq$': '<rootDir>/src/bullmq.ts',
   },

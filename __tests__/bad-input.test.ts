@@ -17,8 +17,8 @@ import { main } from '../app/src/cli/cli';
 import { parseCommand, UsageError } from '../app/src/cli/args';
 import { MAX_PROMPT_LENGTH } from '../app/src/generator/params';
 import { makeApp } from './app/server/helpers';
+import { attachDiagnosticsChannel } from '../src/diagnostics-channel.js';
 import {
-  attachDiagnosticsChannel,
   attachMetrics,
   attachProgress,
   createDetach,

@@ -9,8 +9,8 @@ import { context, trace } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 
+import { attachDiagnosticsChannel } from '../src/diagnostics-channel.js';
 import {
-  attachDiagnosticsChannel,
   attachMetrics,
   attachProgress,
   ProcessingRequest,

@@ -1,21 +1,18 @@
 // These tests run the BUILT package (`npm test` builds before Jest) in child processes, the
 // way a user's program loads it: through `require` and `import` of the package name.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+
+import { build } from 'esbuild';
+
+import { installBuiltPackage } from './support/installed-package';
 
 const root = join(__dirname, '..');
 let project: string;
 
 beforeAll(() => {
-  // A project with the package and its one runtime dependency installed, and nothing else.
-  project = mkdtempSync(join(tmpdir(), 'processing-runner-package-'));
-  const installed = join(project, 'node_modules', 'processing-runner');
-  mkdirSync(installed, { recursive: true });
-  cpSync(join(root, 'package.json'), join(installed, 'package.json'));
-  cpSync(join(root, 'dist'), join(installed, 'dist'), { recursive: true });
-  cpSync(join(root, 'node_modules', 'eventemitter3'), join(project, 'node_modules', 'eventemitter3'), { recursive: true });
+  project = installBuiltPackage('processing-runner-package-');
 });
 
 afterAll(() => {
@@ -32,6 +29,22 @@ const script = `
   runner.on('finalize', (state, result) => console.log('finalize', state.runId, result));
   console.log('result', runner.runSync(new ProcessingRequest(21)));
 `;
+
+/** The files an entry of the ES module build reaches, and every import they make (`node:` ones left unresolved). */
+async function importsOf(entry: string): Promise<{ inputs: string[]; imports: string[] }> {
+  const { metafile } = await build({
+    entryPoints: [join(root, 'dist', 'esm', entry)],
+    bundle: true,
+    platform: 'neutral',
+    mainFields: ['module', 'main'],
+    external: ['node:*'],
+    write: false,
+    metafile: true,
+    logLevel: 'silent',
+  });
+  const inputs = Object.values(metafile.inputs);
+  return { inputs: Object.keys(metafile.inputs), imports: inputs.flatMap((input) => input.imports.map(({ path }) => path)) };
+}
 
 describe('the published package', () => {
   test("require('processing-runner') - works from CommonJS", () => {
@@ -51,17 +64,38 @@ describe('the published package', () => {
     expect(stdout).toMatch(/^finalize \d+ 42\nresult 42\n$/);
   });
 
-  test('package.json - exports lists types first, and files holds the build only', () => {
+  test('package.json - every entry has a CommonJS build for Node and an ES module build elsewhere, each with its types first', () => {
     const manifest = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {
-      exports: Record<string, Record<string, string> | string>;
+      exports: Record<string, Record<string, Record<string, string>> | string>;
       files: string[];
       sideEffects: boolean;
       dependencies: Record<string, string>;
     };
-    expect(Object.keys(manifest.exports['.'] as Record<string, string>)[0]).toBe('types');
+    const entries = Object.entries(manifest.exports).filter(([subpath]) => subpath !== './package.json');
+    expect(entries.map(([subpath]) => subpath)).toEqual(['.', './diagnostics-channel', './tracing', './bullmq']);
+    for (const [subpath, conditions] of entries) {
+      const name = subpath === '.' ? 'index' : subpath.slice(2);
+      expect(conditions).toEqual({
+        node: { types: `./dist/${name}.d.ts`, default: `./dist/${name}.js` },
+        default: { types: `./dist/esm/${name}.d.ts`, default: `./dist/esm/${name}.js` },
+      });
+      for (const target of Object.values(conditions as Record<string, Record<string, string>>)) expect(Object.keys(target)[0]).toBe('types');
+    }
     expect(manifest.files).toEqual(['dist']);
     expect(manifest.sideEffects).toBe(false);
     expect(Object.keys(manifest.dependencies)).toEqual(['eventemitter3']);
+  });
+
+  test("dist/esm - read as ES modules, without side effects, and the main entry reaches no node: module", async () => {
+    expect(JSON.parse(readFileSync(join(root, 'dist', 'esm', 'package.json'), 'utf8'))).toEqual({ type: 'module', sideEffects: false });
+    // What the main entry imports, followed through every module (eventemitter3 included): a
+    // `node:` import anywhere would be an input that a browser cannot load.
+    const main = await importsOf('index.js');
+    expect(main.imports.filter((path) => path.startsWith('node:'))).toEqual([]);
+    expect(main.inputs.filter((path) => path.includes('eventemitter3'))).not.toEqual([]);
+    // The Node-only entry does import one, which is why it is an entry of its own.
+    const nodeImports = (await importsOf('diagnostics-channel.js')).imports;
+    expect(nodeImports).toContain('node:diagnostics_channel');
   });
 
   test('npm pack - contains the build and no tests, sources of tests, or benchmarks', () => {
@@ -70,6 +104,9 @@ describe('the published package', () => {
     const paths = pack.files.map((file) => file.path);
     expect(paths).toContain('dist/index.js');
     expect(paths).toContain('dist/index.d.ts');
+    expect(paths).toContain('dist/esm/index.js');
+    expect(paths).toContain('dist/esm/index.d.ts');
+    expect(paths).toContain('dist/esm/package.json');
     expect(paths.filter((path) => !/^(dist\/|package\.json$|README\.md$|LICENSE$|CHANGELOG\.md$)/.test(path))).toEqual([]);
   });
 });

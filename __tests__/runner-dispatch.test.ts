@@ -2,7 +2,7 @@
 // the state check of an overridden prepare(), and listener dispatch order and isolation.
 import { EventEmitter } from 'eventemitter3';
 
-import { ProcessingRequest, ProcessingRunner, type ProcessingRequestLike, type ProcessingState } from '../src/index.js';
+import { ProcessingRequest, ProcessingRunner, type ProcessingRequestLike, type ProcessingState, type RunContext } from '../src/index.js';
 
 const request = new ProcessingRequest({ n: 21 });
 const double = ({ n }: { n: number }): { doubled: number } => ({ doubled: n * 2 });
@@ -451,5 +451,32 @@ describe('listener dispatch', () => {
     runner.removeAllListeners();
     runner.runSync(request);
     expect(calls).toBe(0);
+  });
+
+  test('.removeAllListeners() - forgets the listeners of every event, progress, error, cancelled and listenerError included', async () => {
+    const controller = new AbortController();
+    const runner = new ProcessingRunner({
+      processor: (n: number, context: RunContext) => {
+        context.reportProgress({ step: 1, total: 1 });
+        if (n < 0) throw new Error('negative');
+        if (n === 2) controller.abort();
+        return n;
+      },
+    });
+    const called: string[] = [];
+    for (const event of ['start', 'prepare', 'progress', 'execute', 'finalize', 'error', 'cancelled', 'listenerError'] as const) {
+      runner.on(event, () => {
+        called.push(event);
+      });
+    }
+    runner.removeAllListeners();
+    runner.runSync(new ProcessingRequest(1));
+    await expect(runner.run(new ProcessingRequest(-1))).rejects.toThrow('negative');
+    await expect(runner.run(new ProcessingRequest(2), { signal: controller.signal })).rejects.toBe(controller.signal.reason);
+    expect(called).toEqual([]);
+    // A listener added afterwards is called again: nothing was left switched off.
+    runner.on('execute', () => called.push('execute again'));
+    runner.runSync(new ProcessingRequest(1));
+    expect(called).toEqual(['execute again']);
   });
 });

@@ -43,7 +43,7 @@ function orderedRunner(trace: string[]): ProcessingRunner<Payload, Output> {
 }
 
 /**
- * Runs `act` with process.nextTick calling its callbacks at once, and returns what they threw:
+ * Runs `act` with queueMicrotask calling its callbacks at once, and returns what they threw:
  * the errors the runner re-throws asynchronously.
  */
 async function rethrownAsync(act: () => Promise<void>): Promise<unknown[]> {
@@ -55,11 +55,11 @@ async function rethrownAsync(act: () => Promise<void>): Promise<unknown[]> {
       rethrown.push(error);
     }
   };
-  const nextTick = jest.spyOn(process, 'nextTick').mockImplementation(runAndCollect as typeof process.nextTick);
+  const microtask = jest.spyOn(globalThis, 'queueMicrotask').mockImplementation(runAndCollect);
   try {
     await act();
   } finally {
-    nextTick.mockRestore();
+    microtask.mockRestore();
   }
   return rethrown;
 }

@@ -6,7 +6,11 @@
  * asserted here, where Jest's own allocations would drown it.
  */
 import { attachTracing } from '../src/tracing.js';
-import * as library from '../src/index.js';
+import { attachDiagnosticsChannel } from '../src/diagnostics-channel.js';
+import * as main from '../src/index.js';
+
+// What the workload takes: the main entry's exports and processing-runner/diagnostics-channel's.
+const library = { ...main, attachDiagnosticsChannel };
 
 interface Leftovers {
   readonly listeners: number;
@@ -16,11 +20,11 @@ interface Leftovers {
 }
 
 interface Soak {
-  readonly runner: library.ProcessingRunner;
+  readonly runner: main.ProcessingRunner;
   readonly tally: { readonly finished: number; readonly failed: number; readonly cancelled: number; readonly progress: number; readonly published: number };
-  attachAll(): library.EventRecorder<unknown, unknown>;
+  attachAll(): main.EventRecorder<unknown, unknown>;
   detachAll(): void;
-  runMany(from: number, count: number, recorder?: library.EventRecorder<unknown, unknown>): Promise<void>;
+  runMany(from: number, count: number, recorder?: main.EventRecorder<unknown, unknown>): Promise<void>;
   leftovers(): Leftovers;
 }
 

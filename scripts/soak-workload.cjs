@@ -45,7 +45,8 @@ function countingTracer() {
 }
 
 /**
- * @param {object} library - The library's exports (`processing-runner`).
+ * @param {object} library - The library's exports: `processing-runner`'s and
+ *   `processing-runner/diagnostics-channel`'s.
  * @param {Function} attachTracing - `processing-runner/tracing`'s export.
  */
 function createSoak(library, attachTracing) {

@@ -12,7 +12,8 @@ import { parseArgs } from 'node:util';
 
 const require = createRequire(import.meta.url);
 const { createSoak, KINDS } = require('./soak-workload.cjs');
-const library = require('../dist/index.js');
+// The main entry's exports and processing-runner/diagnostics-channel's, as the workload takes them.
+const library = { ...require('../dist/index.js'), ...require('../dist/diagnostics-channel.js') };
 const { attachTracing } = require('../dist/tracing.js');
 
 const { values: args } = parseArgs({ options: { runs: { type: 'string' }, checkpoints: { type: 'string' } } });

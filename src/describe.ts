@@ -5,24 +5,15 @@
  * @internal
  */
 export function describeValue(value: unknown): string {
-  if (value === null) return '`null`';
-  switch (typeof value) {
-    case 'undefined':
-      return '`undefined`';
-    case 'string':
-      return `\`${JSON.stringify(value)}\` (string)`;
-    case 'number':
-    case 'bigint':
-    case 'boolean':
-    case 'symbol':
-      return `\`${String(value)}\` (${typeof value})`;
-    case 'function':
-      return `a function${value.name === '' ? '' : ` \`${value.name}\``}`;
-    default: {
-      if (Array.isArray(value)) return 'an array';
-      if (Object.getPrototypeOf(value) === null) return 'an object with a null prototype';
-      const name = (value.constructor as { name?: unknown } | undefined)?.name;
-      return typeof name === 'string' && name !== 'Object' && name !== '' ? `an instance of \`${name}\`` : 'an object';
-    }
+  if (value === null || value === undefined) return `\`${String(value)}\``;
+  if (typeof value === 'string') return `\`${JSON.stringify(value)}\` (string)`;
+  if (typeof value === 'function') return `a function${value.name === '' ? '' : ` \`${value.name}\``}`;
+  if (typeof value !== 'object') {
+    const primitive = value as number | bigint | boolean | symbol;
+    return `\`${String(primitive)}\` (${typeof primitive})`;
   }
+  if (Array.isArray(value)) return 'an array';
+  if (Object.getPrototypeOf(value) === null) return 'an object with a null prototype';
+  const name = (value.constructor as { name?: unknown } | undefined)?.name;
+  return typeof name === 'string' && name !== 'Object' && name !== '' ? `an instance of \`${name}\`` : 'an object';
 }

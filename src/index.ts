@@ -1,3 +1,6 @@
+// The `processing-runner` entry point: runs anywhere that has EventTarget and AbortSignal
+// (Node, Bun, Deno, browsers), so nothing reached from here may import a `node:` module.
+// The Node-only diagnostics_channel module has its own entry (diagnostics-channel.ts).
 export { ProcessingRunner, type PhaseWrapper, type Processor, type ProcessingRunnerOptions } from './runner.js';
 export { ProcessingRequest, type ProcessingRequestLike, type ProcessingState } from './request.js';
 export type { RunContext } from './context.js';
@@ -30,9 +33,3 @@ export {
   type RunCounts,
 } from './instrumentation/metrics.js';
 export { recordEvents, type EventRecorder, type RecordedEvent, type RecordedEventOf } from './instrumentation/recorder.js';
-export {
-  attachDiagnosticsChannel,
-  DIAGNOSTICS_CHANNEL_NAMES,
-  type PhaseChannelMessage,
-  type RunChannelMessage,
-} from './instrumentation/diagnostics-channel.js';

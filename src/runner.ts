@@ -4,7 +4,7 @@ import { isCancellation, openCancellation, type RunOptions } from './cancellatio
 import { RunContextImpl, type ProgressSink, type RunContext } from './context.js';
 import { createDetach, type Detach } from './detach.js';
 import { describeValue } from './describe.js';
-import { EVENT_NAMES, type Phase, type ProgressUpdate, type RunFailure, type RunnerEventName, type RunnerEvents } from './events.js';
+import type { Phase, ProgressUpdate, RunFailure, RunnerEventName, RunnerEvents } from './events.js';
 import { assertRequest, type ProcessingRequestLike, type ProcessingState } from './request.js';
 import { isThenable } from './thenable.js';
 
@@ -443,7 +443,11 @@ export class ProcessingRunner<P = unknown, R = unknown> extends EventEmitter<Run
   override removeAllListeners(event?: RunnerEventName<P, R>): this {
     super.removeAllListeners(event);
     if (event === undefined) {
-      for (const name of EVENT_NAMES) this.#refresh(name);
+      // Every field at once, not #refresh() per event name: the list of names would be one more
+      // module in every browser bundle (docs/runtimes.md, "Bundle size").
+      this.#onStart = this.#onPrepare = this.#onProgress = this.#onExecute = undefined;
+      this.#onFinalize = this.#onError = this.#onCancelled = this.#onListenerError = undefined;
+      this.#emitsRun = false;
     } else {
       this.#refresh(event);
     }
@@ -679,9 +683,13 @@ function copyProgress(update: ProgressUpdate): ProgressUpdate {
   return info === undefined ? { step, total } : { step, total, info };
 }
 
-/** Reports an error that must not change the run, as `node:diagnostics_channel` does. */
+/**
+ * Reports an error that must not change the run, as `node:diagnostics_channel` does: thrown from
+ * a microtask, it is an uncaught exception in Node, Bun and Deno and an `error` event on the
+ * global object in browsers. `queueMicrotask` rather than `process.nextTick`, which only Node has.
+ */
 function rethrowAsync(error: unknown): void {
-  process.nextTick(() => {
+  queueMicrotask(() => {
     throw error;
   });
 }

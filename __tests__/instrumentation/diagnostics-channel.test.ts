@@ -3,15 +3,8 @@ import diagnosticsChannel, { tracingChannel, type TracingChannelSubscribers } fr
 
 import { EventEmitter } from 'eventemitter3';
 
-import {
-  DIAGNOSTICS_CHANNEL_NAMES,
-  ProcessingRequest,
-  ProcessingRunner,
-  attachDiagnosticsChannel,
-  type PhaseChannelMessage,
-  type RunChannelMessage,
-  type RunContext,
-} from '../../src/index.js';
+import { attachDiagnosticsChannel, DIAGNOSTICS_CHANNEL_NAMES, type PhaseChannelMessage, type RunChannelMessage } from '../../src/diagnostics-channel.js';
+import { ProcessingRequest, ProcessingRunner, type RunContext } from '../../src/index.js';
 
 // Subscribers use the plain strings, as an APM tool that does not import this package would.
 const RUN = 'processing-runner:run';

@@ -604,17 +604,20 @@ describe('processing-runner/tracing entry point', () => {
       console.log(JSON.stringify({ exports: Object.keys(runner).sort(), sum, failure }));`,
     );
     expect(result).toEqual({
-      exports: expect.arrayContaining(['ProcessingRunner', 'ProcessingRequest', 'createDetach', 'attachDiagnosticsChannel']) as unknown,
+      exports: expect.arrayContaining(['ProcessingRunner', 'ProcessingRequest', 'createDetach', 'attachProgress']) as unknown,
       sum: 2,
       failure: { code: 'MODULE_NOT_FOUND', message: "Cannot find module '@opentelemetry/api'" },
     });
     expect((result as { exports: string[] }).exports).not.toContain('attachTracing');
+    // Node-only, so behind processing-runner/diagnostics-channel.
+    expect((result as { exports: string[] }).exports).not.toContain('attachDiagnosticsChannel');
   });
 
   test('import("processing-runner") works without @opentelemetry/api installed, with named exports', () => {
     const result = runNode(
       'check.mjs',
-      `import { ProcessingRunner, ProcessingRequest, attachDiagnosticsChannel } from 'processing-runner';
+      `import { ProcessingRunner, ProcessingRequest } from 'processing-runner';
+      import { attachDiagnosticsChannel } from 'processing-runner/diagnostics-channel';
       const sum = new ProcessingRunner({ processor: (n) => n + 1 }).runSync(new ProcessingRequest(1));
       const failure = await import('processing-runner/tracing').then(() => undefined, (error) => ({ code: error.code, message: error.message.split('\\n')[0] }));
       console.log(JSON.stringify({ sum, attach: typeof attachDiagnosticsChannel, failure }));`,

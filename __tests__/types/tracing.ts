@@ -2,15 +2,8 @@
 import { trace, type Attributes } from '@opentelemetry/api';
 import { expectTypeOf } from 'expect-type';
 
-import {
-  ProcessingRunner,
-  attachDiagnosticsChannel,
-  type Detach,
-  type PhaseChannelMessage,
-  type Phase,
-  type ProcessingRequestLike,
-  type RunChannelMessage,
-} from '../../src/index.js';
+import { attachDiagnosticsChannel, type PhaseChannelMessage, type RunChannelMessage } from '../../src/diagnostics-channel.js';
+import { ProcessingRunner, type Detach, type Phase, type ProcessingRequestLike } from '../../src/index.js';
 import { attachTracing, type TracingOptions } from '../../src/tracing.js';
 
 interface Job {

@@ -1,7 +1,6 @@
 /** The one place the CLI takes the library's instrumentation modules from. */
 import type { Tracer } from '@opentelemetry/api';
 import {
-  attachDiagnosticsChannel,
   attachMetrics,
   attachProgress,
   createDetach,
@@ -12,7 +11,7 @@ import {
   type ProgressTracker,
   type RunProgress,
 } from 'processing-runner';
-
+import { attachDiagnosticsChannel } from 'processing-runner/diagnostics-channel';
 import { attachTracing } from 'processing-runner/tracing';
 
 export { attachMetrics, attachProgress, attachTracing, type MetricsRecorder, type ProgressTracker, type RunProgress };

@@ -15,7 +15,7 @@ import { assertRunner } from './attach.js';
  * @example
  * ```ts
  * import diagnosticsChannel from 'node:diagnostics_channel';
- * import { DIAGNOSTICS_CHANNEL_NAMES, type PhaseChannelMessage } from 'processing-runner';
+ * import { DIAGNOSTICS_CHANNEL_NAMES, type PhaseChannelMessage } from 'processing-runner/diagnostics-channel';
  *
  * // A TracingChannel named N publishes on the plain channels `tracing:N:start`, `…:end` and so on.
  * diagnosticsChannel.subscribe(`tracing:${DIAGNOSTICS_CHANNEL_NAMES.execute}:start`, (message) => {
@@ -44,7 +44,7 @@ export const DIAGNOSTICS_CHANNEL_NAMES = {
  * @example
  * ```ts
  * import diagnosticsChannel from 'node:diagnostics_channel';
- * import type { RunChannelMessage } from 'processing-runner';
+ * import type { RunChannelMessage } from 'processing-runner/diagnostics-channel';
  *
  * diagnosticsChannel.subscribe('tracing:processing-runner:run:asyncEnd', (published) => {
  *   const message = published as RunChannelMessage;
@@ -79,7 +79,7 @@ export interface RunChannelMessage<P = unknown, R = unknown> {
  * @example
  * ```ts
  * import diagnosticsChannel from 'node:diagnostics_channel';
- * import type { PhaseChannelMessage } from 'processing-runner';
+ * import type { PhaseChannelMessage } from 'processing-runner/diagnostics-channel';
  *
  * diagnosticsChannel.subscribe('tracing:processing-runner:execute:error', (published) => {
  *   const message = published as PhaseChannelMessage;
@@ -117,6 +117,9 @@ type Channel<M extends object> = TracingChannel<unknown, M>;
  * Nothing is built or published for a channel nobody subscribes to. The runner itself publishes
  * nothing: the host calls this once per runner, so runs without instrumentation stay free.
  *
+ * Node, Bun and Deno only (it imports `node:diagnostics_channel`): hence its own entry,
+ * `processing-runner/diagnostics-channel`, apart from the main one, which also runs in browsers.
+ *
  * @param runner - The runner to publish.
  * @returns A handle that removes the listeners and the phase wrapper; runs still in flight get
  * their `asyncStart` / `asyncEnd` at once, with `detached: true`.
@@ -126,7 +129,8 @@ type Channel<M extends object> = TracingChannel<unknown, M>;
  * ```ts
  * import { AsyncLocalStorage } from 'node:async_hooks';
  * import { tracingChannel } from 'node:diagnostics_channel';
- * import { ProcessingRunner, ProcessingRequest, attachDiagnosticsChannel, type PhaseChannelMessage } from 'processing-runner';
+ * import { ProcessingRunner, ProcessingRequest } from 'processing-runner';
+ * import { attachDiagnosticsChannel, type PhaseChannelMessage } from 'processing-runner/diagnostics-channel';
  *
  * const currentRun = new AsyncLocalStorage<number>();
  * tracingChannel<unknown, PhaseChannelMessage>('processing-runner:execute').start.bindStore(currentRun, (message) => message.runId);

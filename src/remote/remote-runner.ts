@@ -437,6 +437,7 @@ function sendCancel(shared: Shared, job: Job<RunJobData, string>, data: RunJobDa
  * re-emitted here with the same names and payload shapes, so listeners, `jest.fn()` spies and
  * the instrumentation modules (`attachProgress`, `attachMetrics`, `recordEvents`,
  * `attachTracing`, `attachDiagnosticsChannel`) attach to it exactly as to a local runner.
+ * Node only, like BullMQ and ioredis, which it uses.
  *
  * It is a `ProcessingRunner` whose three phases happen on a worker: prepare adds the job and
  * ends with the worker's `prepare` event, execute reports the worker's progress and ends with

@@ -143,7 +143,8 @@ class AttemptStream {
  * Starts a BullMQ `Worker` that runs the jobs of a `RemoteRunner` on `runner`: each job runs
  * `runner.run(new ProcessingRequest(payload), { signal })`, and that run's events are written,
  * in order, to the producer's Redis stream named in the job. `runner` keeps its own listeners
- * and instrumentation; the worker only adds listeners while it is started.
+ * and instrumentation; the worker only adds listeners while it is started. Node only, like
+ * BullMQ and ioredis, which it uses.
  *
  * The run's signal aborts when the producer cancels (a Redis pub/sub message, and a mark in the
  * job's data that the worker checks before it starts the run, so a job cancelled while waiting

@@ -1,8 +1,9 @@
-import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+
+import { describeIfPresent } from '../../support/describe-if-present';
 
 /**
  * Debian's Chromium (`apt-get install -y chromium`); playwright-core drives it, it downloads
@@ -28,29 +29,12 @@ export const CHROMIUM_FLAGS = [
 /** Where a failing browser test leaves its screenshot (gitignored). */
 export const FAILURE_DIR = join(__dirname, '..', '..', '..', '.browser-failures');
 
-const available = existsSync(CHROMIUM_PATH);
-const underCi = process.env.CI === 'true';
-
 /**
  * `describe` for browser tests. Without Chromium they are skipped, loudly, on a developer's
  * machine; under `CI=true` a missing browser fails the suite instead.
  */
 export function describeInChromium(name: string, body: () => void): void {
-  if (available) {
-    describe(name, body);
-    return;
-  }
-  const why = `Chromium not found at ${CHROMIUM_PATH} (apt-get install -y chromium)`;
-  if (underCi) {
-    describe(name, () => {
-      it('needs Chromium under CI', () => {
-        throw new Error(`${why}: browser tests cannot be skipped under CI=true`);
-      });
-    });
-    return;
-  }
-  process.stderr.write(`\n  SKIPPED browser tests "${name}": ${why}\n\n`);
-  describe.skip(name, body);
+  describeIfPresent(name, CHROMIUM_PATH, 'apt-get install -y chromium', body);
 }
 
 export function launchChromium(): Promise<Browser> {
