@@ -39,6 +39,8 @@ module.exports = {
     '<rootDir>/__tests__/package\\.test\\.ts$',
     '<rootDir>/__tests__/soak\\.test\\.ts$',
     '<rootDir>/__tests__/bullmq-cluster\\.test\\.ts$',
+    // Runs a Jest of its own on a test file: a child process, like the CLI smoke test.
+    '<rootDir>/__tests__/quiet-run\\.test\\.ts$',
     '<rootDir>/__tests__/app/(?!args\\.test\\.ts$)',
     ...(process.env.MUTATION_SUITES === 'core' ? ['<rootDir>/__tests__/instrumentation/', '<rootDir>/__tests__/properties/instrumentation\\.'] : []),
     ...(process.env.MUTATION_SUITES === 'core' || process.env.MUTATION_SUITES === 'local' ? ['<rootDir>/__tests__/bullmq'] : []),

@@ -4,6 +4,7 @@ import type { FastifyInstance } from 'fastify';
 import { parseCommand, UsageError, USAGE } from '../../../app/src/cli/args';
 import { LIMITS, PROMPT_PATTERN, RUN_ID_PATTERN } from '../../../app/src/server/schemas/common';
 import { CreateRunBody, ListRunsQuery, RunEventsQuery, RunIdParams } from '../../../app/src/server/schemas/runs';
+import { describeValidation } from '../../../app/src/server/validation';
 import { makeApp, SMALL, waitForEvent } from './helpers';
 
 jest.setTimeout(30_000);
@@ -63,7 +64,7 @@ describe('/v1 validation messages - every schema rule reads as a sentence', () =
     /\bmust (NOT|match|have required|be (>=|<=|<|>|integer|string|object|number|equal|multiple))\b/,
     /\b(additionalProperties|additional properties|minLength|maxLength|minimum|maximum|multipleOf|missingProperty|instancePath|keyword)\b/,
   ];
-  const KNOWN_KEYS = new Set(['type', 'description', 'default', 'minLength', 'maxLength', 'pattern', 'minimum', 'maximum', 'multipleOf']);
+  const KNOWN_KEYS = new Set(['type', 'description', 'default', 'minLength', 'maxLength', 'pattern', 'minimum', 'maximum', 'multipleOf', 'enum', 'anyOf']);
 
   /** Values that break one rule of a field's schema, each with the rule it breaks. */
   function violations(field: TSchema, where: 'body' | 'query'): [rule: string, value: unknown][] {
@@ -71,7 +72,10 @@ describe('/v1 validation messages - every schema rule reads as a sentence', () =
     for (const key of Object.keys(field)) {
       if (!KNOWN_KEYS.has(key)) throw new Error(`the walk knows no value that breaks \`${key}\`: teach it one`);
     }
-    const { type, minLength, maxLength, pattern, minimum, maximum, multipleOf } = field as Record<string, unknown>;
+    const { type, minLength, maxLength, pattern, minimum, maximum, multipleOf, anyOf } = field as Record<string, unknown>;
+    // A choice among constants (TypeBox's Union of Literals, or an enum): a value that is none of them.
+    if (Array.isArray(anyOf) || Array.isArray((field as Record<string, unknown>).enum)) found.push([Array.isArray(anyOf) ? 'anyOf' : 'enum', 'none of the choices']);
+    if (Array.isArray(anyOf)) return found;
     if (where === 'body') found.push(['type', type === 'string' ? 42 : 'a word'], ['type', type === 'string' ? [] : { n: 1 }]);
     else if (type === 'integer') found.push(['type', 'a word']);
     if (type === 'integer' && where === 'body') found.push(['type', 2.5]);
@@ -131,7 +135,9 @@ describe('/v1 validation messages - every schema rule reads as a sentence', () =
   const ALL = cases();
 
   test('the walk covers every kind of rule the schemas use', () => {
-    expect(new Set(ALL.map((one) => one.rule))).toEqual(new Set(['type', 'minLength', 'maxLength', 'pattern', 'minimum', 'maximum', 'multipleOf', 'required', 'additionalProperties']));
+    expect([...new Set(ALL.map((one) => one.rule))]).toEqual(
+      expect.arrayContaining(['type', 'minLength', 'maxLength', 'pattern', 'minimum', 'maximum', 'multipleOf', 'required', 'additionalProperties']),
+    );
     expect(ALL.length).toBeGreaterThan(40);
   });
 
@@ -148,6 +154,7 @@ describe('/v1 validation messages - every schema rule reads as a sentence', () =
     else expect(says).toMatch(new RegExp(`^${field}: [a-z"]`));
     // A sentence: it says what the field must be, or what was wrong with what came.
     expect(says).toMatch(rule === 'required' ? /required/ : /\b(must|expected|not a field|only)\b/);
+    if (rule === 'anyOf' || rule === 'enum') expect(says).toMatch(/must be one of "/);
   });
 
   test('a prompt that is not Latin-1 says which character, where, and why', async () => {
@@ -259,5 +266,18 @@ describe('one set of bounds - the CLI accepts what the service accepts', () => {
       expect({ steps, cli }).toEqual({ steps, cli: service.message.startsWith('width:') });
     }
     expect(USAGE).toContain(`each a multiple of 8 from ${String(LIMITS.size.min)} to ${String(LIMITS.size.max)}`);
+  });
+});
+
+describe('describeValidation() - rules the /v1 schemas may grow', () => {
+  // Ajv's own errors for a choice among constants, as Fastify hands them over (verbose).
+  test('a choice among constants (anyOf of const, or enum) lists the choices', () => {
+    const anyOf = [
+      { keyword: 'const', instancePath: '/sampler', schemaPath: '#/anyOf/0/const', params: { allowedValue: 'DDIM' }, data: 'PLMS' },
+      { keyword: 'anyOf', instancePath: '/sampler', schemaPath: '#/anyOf', params: {}, data: 'PLMS', schema: [{ const: 'DDIM', type: 'string' }, { const: 'Euler', type: 'string' }, { const: 'Euler a', type: 'string' }] },
+    ];
+    expect(describeValidation(anyOf, 'body')).toEqual({ status: 400, message: 'sampler: must be one of "DDIM", "Euler" or "Euler a", got a string ("PLMS")' });
+    const enumError = [{ keyword: 'enum', instancePath: '/scheduler', schemaPath: '#/enum', params: { allowedValues: ['Karras', 'Uniform'] }, data: 3 }];
+    expect(describeValidation(enumError, 'body')).toEqual({ status: 400, message: 'scheduler: must be one of "Karras" or "Uniform", got 3' });
   });
 });

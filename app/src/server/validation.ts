@@ -42,6 +42,7 @@ export interface ValidationAnswer {
 /** What `verbose: true` adds to each Ajv error. */
 interface VerboseError extends FastifySchemaValidationError {
   readonly data?: unknown;
+  readonly schema?: unknown;
   readonly parentSchema?: { readonly properties?: Readonly<Record<string, unknown>>; readonly minimum?: unknown; readonly maximum?: unknown; readonly multipleOf?: unknown };
 }
 
@@ -54,7 +55,8 @@ const QUOTE_LENGTH = 40;
  * that is not one the service could have made names no run, so it is `404` like an unknown one.
  */
 export function describeValidation(errors: readonly FastifySchemaValidationError[], context: string | undefined): ValidationAnswer {
-  const error = errors[0] as VerboseError | undefined;
+  // A value that matches none of a list of choices fails each choice first: the `anyOf` says it all.
+  const error = (errors.find((one) => one.keyword === 'anyOf') ?? errors[0]) as VerboseError | undefined;
   if (error === undefined) return { status: 400, message: 'The request is not valid' };
   const { keyword, params, data } = error;
   const path = error.instancePath.split('/').filter((part) => part !== '');
@@ -91,6 +93,12 @@ function rule(error: VerboseError, context: string | undefined): string {
       return params.limit === 1 ? 'must not be empty' : `must have at least ${String(params.limit)} characters, got ${String(String(data).length)}`;
     case 'maxLength':
       return `must have at most ${String(params.limit)} characters, got ${String(String(data).length)}`;
+    case 'enum':
+      return `must be one of ${choices(params.allowedValues)}, got ${describeValue(data)}`;
+    case 'anyOf': {
+      const constants = Array.isArray(error.schema) ? error.schema.map((branch: unknown) => (typeof branch === 'object' && branch !== null && 'const' in branch ? branch.const : undefined)) : [];
+      return constants.length > 0 && !constants.includes(undefined) ? `must be one of ${choices(constants)}, got ${describeValue(data)}` : `${describeValue(data)} is not a value this field takes`;
+    }
     case 'pattern':
       return params.pattern === PROMPT_PATTERN ? promptRule(String(data)) : `${quote(String(data))} is not in the form this field takes`;
     default:
@@ -107,6 +115,12 @@ function promptRule(text: string): string {
   const code = `U+${(character.codePointAt(0) ?? 0).toString(16).toUpperCase().padStart(4, '0')}`;
   const shown = /[\p{Cc}\p{Cf}\p{Z}]/u.test(character) ? `the control character ${code}` : `"${character}" (${code})`;
   return `only Latin-1 characters (and newlines) can be stored in the PNG; got ${shown} at position ${String(index + 1)}`;
+}
+
+/** `"DDIM", "Euler" or "Euler a"`. */
+function choices(values: unknown): string {
+  const list = Array.isArray(values) ? values.map((value) => JSON.stringify(value)) : [];
+  return list.length < 2 ? list.join('') : `${list.slice(0, -1).join(', ')} or ${list.at(-1) ?? ''}`;
 }
 
 function article(type: string): string {
