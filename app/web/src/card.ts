@@ -156,6 +156,8 @@ export class RunCard {
     if (view.parameters !== undefined) this.#parameters = view.parameters;
     if (view.error !== undefined) this.#showMessage(view.error.message);
     if (view.status === 'succeeded' && view.result !== undefined) void this.#showResult(view.result);
+    // A snapshot may bring the times the order goes by (started, finished) as well as a status.
+    this.#host.cardMoved(this);
   }
 
   /** Opens the run's event stream, unless it has ended. */
@@ -217,6 +219,7 @@ export class RunCard {
     if (type === 'queued') this.#setStatus('queued', numberOr(data.position, null));
     if (typeof data.finished_at === 'string') this.#finishedAt = data.finished_at;
     if (typeof data.started_at === 'string') this.#startedAt = Date.parse(data.started_at);
+    if (typeof data.finished_at === 'string' || typeof data.started_at === 'string') this.#host.cardMoved(this);
     if (isStatus(data.status)) this.#setStatus(data.status, null);
     if (isPhase(data.phase)) this.#setPhase(data.phase);
     if (typeof data.step === 'number') {
