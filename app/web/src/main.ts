@@ -82,7 +82,8 @@ class App implements CardHost {
       const card = this.#addCard(view, input);
       card.connect();
       this.#arrange();
-      this.#form.announce(`Added “${input.prompt}” to the runs: ${created.position === 0 ? 'next in the queue' : `${String(created.position)} ahead of it`}.`);
+      const ahead = created.position === 1 ? '1 run ahead of it' : `${String(created.position)} runs ahead of it`;
+      this.#form.announce(`Added “${input.prompt}” to the runs: ${created.position === 0 ? 'next in the queue' : ahead}.`);
       // On a narrow screen the list is below the form: bring the new card into view.
       const box = card.element.getBoundingClientRect();
       if (box.top < 0 || box.bottom > window.innerHeight) {
