@@ -2,7 +2,8 @@
 module.exports = {
   preset: 'ts-jest',
   testEnvironment: 'node',
-  roots: ['<rootDir>/__tests__'],
+  // examples/testing/ holds README's Jest examples, run as they are shown.
+  roots: ['<rootDir>/__tests__', '<rootDir>/examples'],
   testMatch: ['**/*.test.ts'],
   // The library by its package name resolves to its source, as the tsconfig `paths` do, so
   // the CLI's in-process tests run against src/ (and the coverage counts only src/).

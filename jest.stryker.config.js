@@ -41,6 +41,8 @@ module.exports = {
     '<rootDir>/__tests__/bullmq-cluster\\.test\\.ts$',
     // The conformance subset on other runtimes and in Chromium runs the build; suite.test.ts runs it on the sources.
     '<rootDir>/__tests__/conformance/(runtimes|chromium)\\.test\\.ts$',
+    // Runs a Jest of its own on a test file: a child process, like the CLI smoke test.
+    '<rootDir>/__tests__/quiet-run\\.test\\.ts$',
     '<rootDir>/__tests__/app/(?!args\\.test\\.ts$)',
     ...(process.env.MUTATION_SUITES === 'core' ? ['<rootDir>/__tests__/instrumentation/', '<rootDir>/__tests__/properties/instrumentation\\.'] : []),
     ...(process.env.MUTATION_SUITES === 'core' || process.env.MUTATION_SUITES === 'local' ? ['<rootDir>/__tests__/bullmq'] : []),

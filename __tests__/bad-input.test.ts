@@ -388,20 +388,20 @@ describe('bad input: the CLI (app/src/cli)', () => {
 });
 
 describe('bad input: the service routes', () => {
-  // Route errors are Fastify's schema messages ("body/steps must be >= 1"), naming the field,
+  // Route errors are one sentence that starts with the field ("steps: must be a number from 1 to 150, got 0"),
   // or FastAPI's `{ detail }` shape on the stable-diffusion-webui routes (docs/service.md).
   const RUN = '00000000-0000-4000-8000-000000000000';
   type RouteRow = readonly [what: string, method: 'GET' | 'POST', url: string, payload: object | undefined, status: number, says: string];
   const ROUTES: readonly RouteRow[] = [
-    ['a prompt that is an object', 'POST', '/v1/runs', { prompt: { text: 'x' } }, 400, 'body/prompt must be string'],
-    ['no prompt', 'POST', '/v1/runs', { steps: 2 }, 400, "body must have required property 'prompt'"],
-    ['steps 0', 'POST', '/v1/runs', { prompt: 'x', steps: 0 }, 400, 'body/steps must be >= 1'],
-    ['a width under 64', 'POST', '/v1/runs', { prompt: 'x', width: 56 }, 400, 'body/width must be >= 64'],
-    ['a height not a multiple of 8', 'POST', '/v1/runs', { prompt: 'x', height: 100 }, 400, 'body/height must be multiple of 8'],
-    ['a seed over 32 bits', 'POST', '/v1/runs', { prompt: 'x', seed: 2 ** 32 }, 400, 'body/seed must be <= 4294967295'],
-    ['an unknown field', 'POST', '/v1/runs', { prompt: 'x', sampler: 'Euler' }, 400, 'body must NOT have additional properties'],
-    ['a page size of 0', 'GET', '/v1/runs?limit=0', undefined, 400, 'querystring/limit must be >= 1'],
-    ['a run id that is a path', 'GET', '/v1/runs/..%2F..%2Fetc%2Fpasswd', undefined, 400, 'params/id must match pattern'],
+    ['a prompt that is an object', 'POST', '/v1/runs', { prompt: { text: 'x' } }, 400, 'prompt: expected a string, got an object'],
+    ['no prompt', 'POST', '/v1/runs', { steps: 2 }, 400, 'prompt: required, and missing from the body'],
+    ['steps 0', 'POST', '/v1/runs', { prompt: 'x', steps: 0 }, 400, 'steps: must be a number from 1 to 150, got 0'],
+    ['a width under 8', 'POST', '/v1/runs', { prompt: 'x', width: 0 }, 400, 'width: must be a multiple of 8 from 8 to 2048, got 0'],
+    ['a height not a multiple of 8', 'POST', '/v1/runs', { prompt: 'x', height: 100 }, 400, 'height: must be a multiple of 8 from 8 to 2048, got 100'],
+    ['a seed over 32 bits', 'POST', '/v1/runs', { prompt: 'x', seed: 2 ** 32 }, 400, 'seed: must be a number from -1 to 4294967295, got 4294967296'],
+    ['an unknown field', 'POST', '/v1/runs', { prompt: 'x', sampler: 'Euler' }, 400, 'sampler: not a field of this request'],
+    ['a page size of 0', 'GET', '/v1/runs?limit=0', undefined, 400, 'limit: must be a number from 1 to 100, got 0'],
+    ['a run id that is a path', 'GET', '/v1/runs/..%2F..%2Fetc%2Fpasswd', undefined, 404, 'No run with id \\"../../etc/passwd\\"'],
     ['an unknown run to cancel', 'POST', `/v1/runs/${RUN}/cancel`, undefined, 404, `No run with id ${RUN}`],
     ['txt2img with steps over 150', 'POST', '/sdapi/v1/txt2img', { prompt: 'x', steps: 151 }, 422, 'ensure this value is less than or equal to 150'],
   ];

@@ -38,6 +38,19 @@ function blocks(text, inComments) {
   return found;
 }
 
+// README's examples are the files in examples/, byte for byte (`npm run examples` runs those):
+// each ```ts block of README.md is one file there, and each file there is a block of README.md.
+const readmeBlocks = blocks(readFileSync(join(root, 'README.md'), 'utf8'), false);
+const exampleFiles = filesUnder('examples', '.ts').map((file) => ({ file: relative(root, file), code: readFileSync(file, 'utf8') }));
+const drift = [];
+for (const { start, code } of readmeBlocks) {
+  if (!exampleFiles.some((example) => example.code === `${code}\n`)) drift.push(`README.md:${String(start)}: this example is not a file in examples/ (or differs from it)`);
+}
+for (const { file, code } of exampleFiles) {
+  if (!readmeBlocks.some((block) => `${block.code}\n` === code)) drift.push(`${file}: not in README.md as it is (a README example changed, or a file was added)`);
+}
+for (const line of drift) console.error(line);
+
 const sources = [
   ...filesUnder('src', '.ts').map((file) => ({ file, inComments: true })),
   { file: join(root, 'README.md'), inComments: false },
@@ -116,8 +129,8 @@ for (const entry of Object.values(paths).flat()) {
 }
 for (const name of missing) console.error(`no @example on the export ${name}`);
 console.log(`${String(checked)} exports checked for an @example`);
-if (diagnostics.length > 0 || missing.length > 0) {
-  console.error(`${String(diagnostics.length)} error(s) in ${String(count)} examples`);
+if (diagnostics.length > 0 || missing.length > 0 || drift.length > 0) {
+  console.error(`${String(diagnostics.length)} error(s) in ${String(count)} examples, ${String(drift.length)} README example(s) out of step with examples/`);
   process.exit(1);
 }
-console.log(`${String(count)} examples compile`);
+console.log(`${String(count)} examples compile; README's ${String(readmeBlocks.length)} are the files in examples/`);

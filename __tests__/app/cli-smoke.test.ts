@@ -1,6 +1,6 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -141,5 +141,22 @@ describe('processing-runner CLI', () => {
     expect(code).toBe(124);
     expect(stderr).toMatch(/\nTimed out after 0\.5s during execute, at step \d+\/150 \(\d+%\); no file written\.\n$/);
     expect(existsSync(outDir) ? await readdir(outDir) : []).toEqual([]);
+  });
+});
+
+// Issue 23, point 1: the command README shows works from the repository root after `npm ci`.
+describe('npx processing-runner (from the repository root)', () => {
+  const root = join(__dirname, '..', '..');
+
+  test('npm ci linked the bin: node_modules/.bin/processing-runner is the app\'s', () => {
+    const { bin } = JSON.parse(readFileSync(join(root, 'app', 'package.json'), 'utf8')) as { bin: Record<string, string> };
+    expect(existsSync(join(root, 'app', bin['processing-runner'] ?? 'missing'))).toBe(true);
+    expect(realpathSync(join(root, 'node_modules', '.bin', 'processing-runner'))).toBe(realpathSync(join(root, 'app', bin['processing-runner'] ?? 'missing')));
+  });
+
+  test('npx --no-install processing-runner generate --json - the same PNG as the built CLI, JSON alone on stdout', () => {
+    const { status, stdout, stderr } = spawnSync('npx', ['--no-install', 'processing-runner', ...FIXED_ARGS, '--out', outDir, '--json'], { cwd: root, encoding: 'utf8' });
+    expect({ status, stderr: status === 0 ? '' : stderr }).toEqual({ status: 0, stderr: '' });
+    expect(JSON.parse(stdout)).toMatchObject({ sha256: FIXED.sha256, parameters: FIXED.parameters });
   });
 });

@@ -81,6 +81,47 @@ export class RunPage {
     return this.page.locator('#form-error');
   }
 
+  /** What the last Generate did, said under the button ("Added … to the runs"). */
+  get formNote(): Locator {
+    return this.page.locator('#form-note');
+  }
+
+  /** Puts the form back to the page's defaults (and forgets the kept settings). */
+  get resetButton(): Locator {
+    return this.page.getByRole('button', { name: 'Reset' });
+  }
+
+  /** What the form holds, field by field, as the inputs show it. */
+  async formValues(): Promise<Record<'prompt' | 'negativePrompt' | 'seed' | 'steps' | 'sizePreset' | 'width' | 'height', string> & { randomSeed: boolean }> {
+    return {
+      prompt: await this.prompt.inputValue(),
+      negativePrompt: await this.negativePrompt.inputValue(),
+      seed: await this.seed.inputValue(),
+      randomSeed: await this.randomSeed.isChecked(),
+      steps: await this.steps.inputValue(),
+      sizePreset: await this.sizePreset.inputValue(),
+      width: await this.width.inputValue(),
+      height: await this.height.inputValue(),
+    };
+  }
+
+  /** Waits until the head of the run's card (its title and badge) is inside the window. */
+  async waitUntilInView(card: RunCardView, timeout = WAIT_MS): Promise<void> {
+    await this.page.waitForFunction(
+      (id) => {
+        // Runs in the page; the tests' TypeScript has no DOM types, so the little it uses is named here.
+        const scope = globalThis as unknown as {
+          readonly innerHeight: number;
+          readonly document: { querySelector(selector: string): { getBoundingClientRect(): { top: number; bottom: number } } | null };
+        };
+        const box = scope.document.querySelector(`li.card[data-run-id="${id}"] .card-head`)?.getBoundingClientRect();
+        return box !== undefined && box.top >= 0 && box.bottom <= scope.innerHeight;
+      },
+      card.id,
+      { timeout },
+    );
+  }
+
   /** The message beside one field, from the page's own checks. */
   fieldError(field: 'prompt' | 'seed' | 'steps' | 'width' | 'height'): Locator {
     return this.page.locator(`#${field}-error`);
@@ -172,6 +213,11 @@ export class RunCardView {
     return this.root.getByRole('progressbar');
   }
 
+  /** The bar's element, shown or not (a failed or cancelled card hides it). */
+  get bar(): Locator {
+    return this.root.locator('.bar');
+  }
+
   get progressText(): Locator {
     return this.root.locator('.progress-text');
   }
@@ -215,7 +261,7 @@ export class RunCardView {
 
   /** The bar's value, 0 to 100, as `aria-valuenow` says. */
   async progress(): Promise<number> {
-    return Number(await this.progressbar.getAttribute('aria-valuenow'));
+    return Number(await this.bar.getAttribute('aria-valuenow'));
   }
 
   /** Waits until the bar shows another value than `from`, and returns it. */

@@ -92,7 +92,7 @@ describe('/sdapi/v1', () => {
   test.each([
     [{ ...SMALL, steps: 151 }, { loc: ['body', 'steps'], msg: 'ensure this value is less than or equal to 150', type: 'value_error.number.not_le' }],
     [{ ...SMALL, steps: 'many' }, { loc: ['body', 'steps'], msg: 'value is not a valid integer', type: 'type_error.integer' }],
-    [{ ...SMALL, width: 60 }, { loc: ['body', 'width'], msg: 'ensure this value is greater than or equal to 64', type: 'value_error.number.not_ge' }],
+    [{ ...SMALL, width: 0 }, { loc: ['body', 'width'], msg: 'ensure this value is greater than or equal to 8', type: 'value_error.number.not_ge' }],
     [{ ...SMALL, height: 100 }, { loc: ['body', 'height'], msg: 'ensure this value is a multiple of 8', type: 'value_error.number.not_multiple' }],
     [{ ...SMALL, n_iter: 2 }, { loc: ['body', 'n_iter'], msg: 'ensure this value is less than or equal to 1', type: 'value_error.number.not_le' }],
     [{ steps: 2 }, { loc: ['body', 'prompt'], msg: 'ensure this value has at least 1 characters', type: 'value_error.any_str.min_length' }],

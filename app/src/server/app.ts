@@ -16,6 +16,7 @@ import healthRoutes from './routes/health/index.js';
 import runsRoutes from './routes/runs/index.js';
 import sdapiRoutes from './routes/sdapi/index.js';
 import { toHttpValidationError } from './sdapi/errors.js';
+import { buildValidatorFactory, describeValidation } from './validation.js';
 
 export type { AppOptions } from './options.js';
 
@@ -35,18 +36,29 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     bodyLimit: LIMITS.bodyBytes,
     // SSE streams stay open: close what is idle at shutdown, the streams are closed by the service.
     forceCloseConnections: 'idle',
-    ajv: {
-      // `additionalProperties: false` refuses unknown fields (Fastify's default strips them).
-      // Scalars are coerced ("5" is 5, as pydantic does), a string is not made into a list.
-      customOptions: { removeAdditional: false, allErrors: false, coerceTypes: true },
-    },
+    // `/v1` bodies are taken as typed; query strings, path parameters and `/sdapi` are coerced.
+    schemaController: { compilersFactory: { buildValidator: buildValidatorFactory() } },
   }).withTypeProvider<TypeBoxTypeProvider>();
+
+  // Clients send `content-type: application/json` with no body on POSTs that take none (cancel,
+  // interrupt): an empty body is no body, not an error. Anything else goes to Fastify's parser.
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    const text = body.toString();
+    if (text === '') {
+      done(null, undefined);
+      return;
+    }
+    void parseJson(request, text, done);
+  });
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
     if (error.validation !== undefined) {
       // The webui's routes answer as FastAPI does: 422 and `{ detail: [{ loc, msg, type }] }`.
       if (request.url.startsWith('/sdapi/')) return reply.code(422).send(toHttpValidationError(error.validation, error.validationContext));
-      return reply.code(400).send({ message: error.message });
+      const { status, message } = describeValidation(error.validation, error.validationContext);
+      return reply.code(status).send({ message });
     }
     const status = error.statusCode !== undefined && error.statusCode >= 400 ? error.statusCode : 500;
     if (status >= 500) request.log.error({ err: error }, 'request failed');

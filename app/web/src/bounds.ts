@@ -10,7 +10,7 @@ export const LIMITS = {
   /** -1 asks for a random seed. */
   seed: { min: -1, max: 2 ** 32 - 1 },
   steps: { min: 1, max: 150 },
-  size: { min: 64, max: 2048, multipleOf: 8 },
+  size: { min: 8, max: 2048, multipleOf: 8 },
 } as const;
 
 /** The seed that asks the server for a random one, as stable-diffusion-webui's API takes it. */

@@ -10,6 +10,8 @@ export interface CardHost {
   connectionChanged(card: RunCard, lost: boolean): void;
   useSettings(settings: FormSettings): void;
   showImage(url: string, description: string): void;
+  /** The card's status, queue position or times changed: where it belongs in the list may have. */
+  cardMoved(card: RunCard): void;
 }
 
 /** What the card knows of the request, when this page made it. */
@@ -44,6 +46,9 @@ const STATUS_LABELS: Readonly<Record<RunStatus, string>> = {
   cancelled: 'Cancelled',
 };
 
+/** Where a finished run's image is: being fetched, on show, or gone with the server that made it. */
+type ImageState = 'pending' | 'shown' | 'missing';
+
 /** The shortest and the longest a card waits before trying to reach a run whose stream failed. */
 const MIN_RETRY_MS = 500;
 const MAX_RETRY_MS = 8000;
@@ -69,6 +74,10 @@ export class RunCard {
   #parameters: RunParameters | null = null;
   #disposed = false;
   #retryMs = MIN_RETRY_MS;
+  #position: number | null = null;
+  readonly #createdAt: number;
+  #startedAt: number | null = null;
+  #image: ImageState = 'pending';
 
   readonly #title: HTMLHeadingElement;
   readonly #badge: HTMLSpanElement;
@@ -85,6 +94,7 @@ export class RunCard {
     this.#host = host;
     this.id = view.id;
     this.#prompt = request?.prompt ?? promptOf(view);
+    this.#createdAt = Date.parse(view.created_at);
     const titleId = `run-${view.id}-title`;
     this.#title = h('h3', { id: titleId, class: 'card-title' });
     this.#badge = h('span', { class: 'badge' });
@@ -118,17 +128,36 @@ export class RunCard {
     return this.#status;
   }
 
+  /**
+   * Where the card goes in the list: running runs first (the oldest first), then queued ones in
+   * queue order, then finished ones, the most recently finished first.
+   */
+  get order(): readonly [group: number, key: number] {
+    if (this.#status === 'running') return [0, this.#startedAt ?? this.#createdAt];
+    if (this.#status === 'queued') return [1, this.#position ?? Number.MAX_SAFE_INTEGER];
+    const finished = this.#finishedAt === null ? Number.NaN : Date.parse(this.#finishedAt);
+    return [2, -(Number.isNaN(finished) ? this.#createdAt : finished)];
+  }
+
+  /** When the run was created (ms), to keep cards of equal rank in a stable order. */
+  get createdAt(): number {
+    return this.#createdAt;
+  }
+
   /** Shows a snapshot of the run (from `GET`), then follows its stream while it is live. */
   update(view: RunView): void {
     this.#prompt ??= promptOf(view);
     this.#renderTitle();
     this.#finishedAt = view.finished_at ?? null;
+    if (view.started_at !== undefined) this.#startedAt = Date.parse(view.started_at);
     this.#setStatus(view.status, view.position ?? null);
     this.#setPhase(view.phase);
     this.#setProgress(view.progress.step, view.progress.total, view.progress.fraction, view.progress.eta_seconds);
     if (view.parameters !== undefined) this.#parameters = view.parameters;
     if (view.error !== undefined) this.#showMessage(view.error.message);
     if (view.status === 'succeeded' && view.result !== undefined) void this.#showResult(view.result);
+    // A snapshot may bring the times the order goes by (started, finished) as well as a status.
+    this.#host.cardMoved(this);
   }
 
   /** Opens the run's event stream, unless it has ended. */
@@ -189,6 +218,8 @@ export class RunCard {
     // preview, the result. Applied in that order, so an end's phase shows as ended.
     if (type === 'queued') this.#setStatus('queued', numberOr(data.position, null));
     if (typeof data.finished_at === 'string') this.#finishedAt = data.finished_at;
+    if (typeof data.started_at === 'string') this.#startedAt = Date.parse(data.started_at);
+    if (typeof data.finished_at === 'string' || typeof data.started_at === 'string') this.#host.cardMoved(this);
     if (isStatus(data.status)) this.#setStatus(data.status, null);
     if (isPhase(data.phase)) this.#setPhase(data.phase);
     if (typeof data.step === 'number') {
@@ -237,9 +268,38 @@ export class RunCard {
 
   async #refresh(): Promise<void> {
     try {
-      this.update(await this.#host.api.getRun(this.id));
+      const view = await this.#untilReachable(() => this.#host.api.getRun(this.id));
+      if (view !== null) this.update(view);
     } catch (error) {
       this.#showMessage(error instanceof Error ? error.message : String(error));
+    }
+  }
+
+  /**
+   * Runs `task` until the server answers it: while it cannot be reached (no answer, a 5xx such
+   * as the `503` of a server shutting down), the card counts as disconnected, so the page shows
+   * its banner, and tries again, waiting longer each time. A `404` means a new server that does
+   * not know the run: the card says so and null is returned. Other errors are the caller's.
+   */
+  async #untilReachable<T>(task: () => Promise<T>): Promise<T | null> {
+    for (;;) {
+      try {
+        const value = await task();
+        this.#retryMs = MIN_RETRY_MS;
+        this.#setLost(false);
+        return value;
+      } catch (error) {
+        if (error instanceof ApiError && error.status === 404) {
+          this.#setLost(false);
+          this.#showMessage('The server no longer knows this run (it was restarted).');
+          return null;
+        }
+        const transient = error instanceof TypeError || (error instanceof ApiError && error.status >= 500);
+        if (!transient || this.#disposed) throw error;
+        this.#setLost(true);
+        await new Promise((resolve) => setTimeout(resolve, this.#retryMs));
+        this.#retryMs = Math.min(2 * this.#retryMs, MAX_RETRY_MS);
+      }
     }
   }
 
@@ -265,16 +325,39 @@ export class RunCard {
 
   #setStatus(status: RunStatus, position: number | null): void {
     if (STATUS_RANK[status] < STATUS_RANK[this.#status] || (TERMINAL.has(this.#status) && status !== this.#status)) return;
+    const moved = status !== this.#status || (status === 'queued' && position !== null && position !== this.#position);
     this.#status = status;
+    if (status === 'queued' && position !== null) this.#position = position;
     this.element.dataset.status = status;
-    // `position` counts the runs waiting ahead of this one.
-    this.#badge.textContent =
-      status === 'queued' && position !== null ? `Queued · ${position === 0 ? 'next' : `${String(position)} ahead`}` : STATUS_LABELS[status];
+    this.#renderBadge();
     this.#cancel.hidden = TERMINAL.has(status);
     if (TERMINAL.has(status)) {
       this.#close();
       this.#setPhase('done');
     }
+    if (status === 'failed' || status === 'cancelled') {
+      // Compact: no bar and no picture of a run that will never finish, only why and where it stopped.
+      this.#bar.hidden = true;
+      this.#preview.hidden = true;
+      this.#renderStopped();
+    }
+    if (moved) this.#host.cardMoved(this);
+  }
+
+  /** The badge says what the card shows: "Done" only once the image is on show. */
+  #renderBadge(): void {
+    const status = this.#status;
+    this.element.dataset.image = this.#image;
+    // `position` counts the runs waiting ahead of this one.
+    if (status === 'queued' && this.#position !== null) this.#badge.textContent = `Queued · ${this.#position === 0 ? 'next' : `${String(this.#position)} ahead`}`;
+    else if (status === 'succeeded' && this.#image !== 'shown') this.#badge.textContent = this.#image === 'pending' ? 'Loading the image…' : 'No image';
+    else this.#badge.textContent = STATUS_LABELS[status];
+  }
+
+  /** For a failed or cancelled run: the step it stopped at, if it had begun sampling. */
+  #renderStopped(): void {
+    const text = this.#total > 0 && this.#step > 0 ? `Stopped at step ${String(this.#step)}/${String(this.#total)}` : 'Stopped before sampling began';
+    this.#progressText.textContent = text;
   }
 
   #setPhase(phase: Phase | null): void {
@@ -291,6 +374,7 @@ export class RunCard {
   #setProgress(step: number, total: number, fraction: number, etaSeconds: number | null): void {
     if (step < this.#step) return;
     this.#step = step;
+    const stopped = this.#status === 'failed' || this.#status === 'cancelled';
     this.#total = Math.max(total, this.#total);
     const value = this.#status === 'succeeded' ? 100 : Math.max(percent(fraction), Number(this.#bar.getAttribute('aria-valuenow')));
     this.#bar.setAttribute('aria-valuenow', String(value));
@@ -298,7 +382,8 @@ export class RunCard {
     const parts = [this.#total > 0 ? `Step ${String(step)}/${String(this.#total)}` : '', `${String(value)}%`, eta === '' ? '' : `ETA ${eta}`].filter(Boolean);
     const text = parts.join(' · ');
     this.#bar.setAttribute('aria-valuetext', text);
-    this.#progressText.textContent = text;
+    if (stopped) this.#renderStopped();
+    else this.#progressText.textContent = text;
     // A CSSOM write, which a CSP without 'unsafe-inline' allows (a style attribute it would not).
     this.#fill.style.transform = `scaleX(${String(value / 100)})`;
   }
@@ -312,22 +397,38 @@ export class RunCard {
     if (this.#result.dataset.shown === 'true') return;
     this.#result.dataset.shown = 'true';
     this.#setProgress(this.#step, this.#total, 1, null);
-    let url: string;
+    let loaded: { url: string; image: HTMLImageElement } | null;
     try {
       // A card made from the form's answer has no parameters yet (a random seed is the
       // server's to pick): one look at the run gives them, for "use these settings".
-      if (this.#parameters === null) this.#parameters = (await this.#host.api.getRun(this.id)).parameters ?? null;
-      url = await this.#host.api.imageUrl(result);
+      // Done is said only once the picture has loaded: a server going down meanwhile keeps
+      // the card waiting for it (and the page's banner up), not showing a last preview as done.
+      loaded = await this.#untilReachable(async () => {
+        if (this.#parameters === null) this.#parameters = (await this.#host.api.getRun(this.id)).parameters ?? null;
+        const url = await this.#host.api.imageUrl(result);
+        const image = h('img', { class: 'image', src: url, alt: '', width: result.width, height: result.height });
+        // A picture that does not load is the server not answering (a TypeError, as fetch's is).
+        await image.decode().catch(() => {
+          throw new TypeError('The image did not load');
+        });
+        return { url, image };
+      });
     } catch (error) {
       this.#result.dataset.shown = 'false';
       this.#showMessage(error instanceof Error ? error.message : String(error));
       return;
     }
+    if (loaded === null) {
+      this.#image = 'missing';
+      this.#renderBadge();
+      return;
+    }
+    const { url, image } = loaded;
     const settings = this.#parameters ?? settingsFromInfotext(result);
     this.#prompt ??= settings.prompt;
     this.#renderTitle();
     const description = `Generated image: ${settings.prompt}`;
-    const image = h('img', { class: 'image', src: url, alt: description, width: result.width, height: result.height });
+    image.alt = description;
     const open = h('button', { type: 'button', class: 'image-button', 'aria-label': 'Show the image full size' }, image);
     open.addEventListener('click', () => {
       this.#host.showImage(url, description);
@@ -338,6 +439,8 @@ export class RunCard {
     });
     const download = h('a', { class: 'download', href: url, download: `${this.id}.png` }, 'Download PNG');
     this.#preview.hidden = true;
+    this.#image = 'shown';
+    this.#renderBadge();
     this.#result.replaceChildren(
       open,
       h('pre', { class: 'infotext', 'aria-label': 'Parameters' }, result.parameters),

@@ -22,6 +22,20 @@ export interface FormSettings {
 
 const CUSTOM = 'custom';
 
+/** Where the form's last settings are kept, in this browser, across reloads. */
+const FORM_STORAGE = 'processing-runner.form';
+
+/** What the form holds, as kept in local storage. */
+interface StoredForm {
+  readonly prompt: string;
+  readonly negative_prompt: string;
+  readonly seed: string;
+  readonly randomSeed: boolean;
+  readonly steps: string;
+  readonly width: string;
+  readonly height: string;
+}
+
 /** The "New run" form: reads and checks the fields, shows problems next to them. */
 export class RunForm {
   readonly form = byId('run-form', HTMLFormElement);
@@ -34,7 +48,11 @@ export class RunForm {
   readonly #width = byId('width', HTMLInputElement);
   readonly #height = byId('height', HTMLInputElement);
   readonly #formError = byId('form-error', HTMLParagraphElement);
+  readonly #note = byId('form-note', HTMLParagraphElement);
   readonly #submit = byId('generate', HTMLButtonElement);
+  readonly #reset = byId('reset-form', HTMLButtonElement);
+  /** The fields as the page first had them: what Reset goes back to. */
+  readonly #defaults: StoredForm;
 
   constructor() {
     // The number inputs carry the same bounds, so spin buttons and arrow keys stay inside them.
@@ -58,6 +76,85 @@ export class RunForm {
     }
     this.#seedRandom.addEventListener('change', () => {
       this.#seed.disabled = this.#seedRandom.checked;
+    });
+    this.#defaults = this.#current();
+    this.#restore();
+    // Every change is kept at once, so a reload (or a closed tab) loses nothing typed.
+    this.form.addEventListener('input', () => {
+      this.#save();
+    });
+    this.form.addEventListener('change', () => {
+      this.#save();
+    });
+    this.#reset.addEventListener('click', () => {
+      this.#apply(this.#defaults);
+      localStorage.removeItem(FORM_STORAGE);
+      this.clearErrors();
+      this.announce('');
+      this.#prompt.focus();
+    });
+  }
+
+  /** Says, under the button, what the last Generate did (an empty text hides it). */
+  announce(text: string): void {
+    this.#note.textContent = text;
+    this.#note.hidden = text === '';
+  }
+
+  #current(): StoredForm {
+    return {
+      prompt: this.#prompt.value,
+      negative_prompt: this.#negative.value,
+      seed: this.#seed.value,
+      randomSeed: this.#seedRandom.checked,
+      steps: this.#steps.value,
+      width: this.#width.value,
+      height: this.#height.value,
+    };
+  }
+
+  #apply(values: StoredForm): void {
+    this.#prompt.value = values.prompt;
+    this.#negative.value = values.negative_prompt;
+    this.#seed.value = values.seed;
+    this.#seedRandom.checked = values.randomSeed;
+    this.#seed.disabled = values.randomSeed;
+    this.#steps.value = values.steps;
+    this.#width.value = values.width;
+    this.#height.value = values.height;
+    this.#syncPreset();
+  }
+
+  #save(): void {
+    try {
+      localStorage.setItem(FORM_STORAGE, JSON.stringify(this.#current()));
+    } catch {
+      // Storage full or refused (a private window): the form works, it only forgets on reload.
+    }
+  }
+
+  /** Puts back what the form last held in this browser; anything unreadable is ignored. */
+  #restore(): void {
+    let stored: unknown;
+    try {
+      stored = JSON.parse(localStorage.getItem(FORM_STORAGE) ?? 'null');
+    } catch {
+      return;
+    }
+    if (typeof stored !== 'object' || stored === null) return;
+    const read = (key: keyof StoredForm): string | undefined => {
+      const value = (stored as Record<string, unknown>)[key];
+      return typeof value === 'string' ? value : undefined;
+    };
+    const randomSeed = (stored as Record<string, unknown>).randomSeed;
+    this.#apply({
+      prompt: read('prompt') ?? this.#defaults.prompt,
+      negative_prompt: read('negative_prompt') ?? this.#defaults.negative_prompt,
+      seed: read('seed') ?? this.#defaults.seed,
+      randomSeed: typeof randomSeed === 'boolean' ? randomSeed : this.#defaults.randomSeed,
+      steps: read('steps') ?? this.#defaults.steps,
+      width: read('width') ?? this.#defaults.width,
+      height: read('height') ?? this.#defaults.height,
     });
   }
 
@@ -124,6 +221,7 @@ export class RunForm {
     if (settings.width !== undefined) this.#width.value = String(settings.width);
     if (settings.height !== undefined) this.#height.value = String(settings.height);
     this.#syncPreset();
+    this.#save();
     this.clearErrors();
     this.#prompt.focus();
   }

@@ -23,6 +23,7 @@ class App implements CardHost {
   readonly #cards = new Map<string, RunCard>();
   readonly #lostCards = new Set<RunCard>();
   #before: string | null = null;
+  #arranging = false;
 
   start(): void {
     this.#form.form.addEventListener('submit', (event) => {
@@ -41,6 +42,16 @@ class App implements CardHost {
     if (lost) this.#lostCards.add(card);
     else this.#lostCards.delete(card);
     this.#showConnection(this.#lostCards.size > 0 ? 'Connection to the server lost. Reconnecting…' : null);
+  }
+
+  cardMoved(): void {
+    // Several cards move at once (the queue advancing): one arrangement for them all.
+    if (this.#arranging) return;
+    this.#arranging = true;
+    queueMicrotask(() => {
+      this.#arranging = false;
+      this.#arrange();
+    });
   }
 
   useSettings(settings: FormSettings): void {
@@ -68,7 +79,16 @@ class App implements CardHost {
         progress: { step: 0, total: input.steps ?? 0, fraction: 0, eta_seconds: null },
         created_at: new Date().toISOString(),
       };
-      this.#addCard(view, input, 'top').connect();
+      const card = this.#addCard(view, input);
+      card.connect();
+      this.#arrange();
+      const ahead = created.position === 1 ? '1 run ahead of it' : `${String(created.position)} runs ahead of it`;
+      this.#form.announce(`Added “${input.prompt}” to the runs: ${created.position === 0 ? 'next in the queue' : ahead}.`);
+      // On a narrow screen the list is below the form: bring the new card into view.
+      const box = card.element.getBoundingClientRect();
+      if (box.top < 0 || box.bottom > window.innerHeight) {
+        card.element.scrollIntoView({ block: 'nearest', behavior: matchMedia('(prefers-reduced-motion: reduce)').matches ? 'auto' : 'smooth' });
+      }
     } catch (error) {
       this.#form.showServerError(describeError(error));
     } finally {
@@ -83,8 +103,9 @@ class App implements CardHost {
       for (const view of page.runs) {
         const known = this.#cards.get(view.id);
         if (known) known.update(view);
-        else this.#addCard(view, null, 'bottom').connect();
+        else this.#addCard(view, null).connect();
       }
+      this.#arrange();
       this.#before = page.next;
       this.#loadMore.hidden = page.next === null;
       this.#showConnection(null);
@@ -95,13 +116,32 @@ class App implements CardHost {
     }
   }
 
-  #addCard(view: RunView, request: RunInput | null, where: 'top' | 'bottom'): RunCard {
+  #addCard(view: RunView, request: RunInput | null): RunCard {
     const card = new RunCard(this, view, request);
     this.#cards.set(card.id, card);
-    if (where === 'top') this.#list.prepend(card.element);
-    else this.#list.append(card.element);
+    this.#list.append(card.element);
     this.#empty.hidden = true;
     return card;
+  }
+
+  /**
+   * Puts the cards in the order that shows what is going on at a glance: what runs, then what
+   * waits (in queue order), then what has finished (the latest first). Only moves what must
+   * move, and gives focus back to a control that was in a card it moved.
+   */
+  #arrange(): void {
+    const cards = [...this.#cards.values()].sort((a, b) => {
+      const [groupA, keyA] = a.order;
+      const [groupB, keyB] = b.order;
+      return groupA - groupB || keyA - keyB || (groupA === 2 ? b.createdAt - a.createdAt : a.createdAt - b.createdAt);
+    });
+    const wanted = cards.map((card) => card.element);
+    const current = [...this.#list.children];
+    if (wanted.every((element, index) => current[index] === element)) return;
+    const focused = document.activeElement;
+    const refocus = focused instanceof HTMLElement && this.#list.contains(focused) ? focused : null;
+    this.#list.append(...wanted);
+    if (refocus !== null && document.activeElement !== refocus) refocus.focus({ preventScroll: true });
   }
 
   #showConnection(message: string | null): void {
