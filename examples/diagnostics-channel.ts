@@ -1,6 +1,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import diagnosticsChannel from 'node:diagnostics_channel';
-import { ProcessingRunner, ProcessingRequest, attachDiagnosticsChannel } from 'processing-runner';
+import { ProcessingRunner, ProcessingRequest } from 'processing-runner';
+import { attachDiagnosticsChannel } from 'processing-runner/diagnostics-channel';
 
 // An APM tool, which does not import processing-runner:
 const currentRun = new AsyncLocalStorage<number>();

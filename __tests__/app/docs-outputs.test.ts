@@ -81,7 +81,7 @@ test('README - the service example streams the sha256 README shows for its reque
     expect(response.statusCode).toBe(202);
     const { id } = response.json<{ id: string }>();
     await waitForEvent(app, id, (event) => event.event === 'end');
-    const sha256 = app.runs.get(id)?.result?.sha256 ?? '';
+    const sha256 = (await app.runs.get(id))?.result?.sha256 ?? '';
     expect(`${sha256.slice(0, shownHash?.length ?? 0)}…`).toBe(`${shownHash ?? ''}…`);
     verified.add(shownHash ?? '');
   } finally {

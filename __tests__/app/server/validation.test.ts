@@ -18,7 +18,7 @@ beforeAll(async () => {
   ({ app, dispose } = await makeApp());
 }, 60_000);
 afterAll(async () => {
-  for (const record of app.runs.active()) app.runs.cancel(record, new Error('test over'));
+  for (const record of await app.runs.store.active()) await app.runs.cancel(record, new Error('test over'));
   await app.runs.queue.close({ graceMs: 0, reason: new Error('test over') });
   await dispose();
 });
@@ -39,7 +39,7 @@ describe('POST /v1/runs - types are taken as sent', () => {
     [{ prompt: 'x', negative_prompt: 0 }, 'negative_prompt: expected a string, got 0'],
   ])('%j - 400 naming the field and the type expected', async (payload, says) => {
     expect(await message('POST', '/v1/runs', payload)).toEqual({ status: 400, message: says });
-    expect(app.runs.list(100).runs).toHaveLength(0);
+    expect((await app.runs.list(100)).runs).toHaveLength(0);
   });
 
   test('query strings are text: ?limit=2 is the number 2, ?limit=two is refused', async () => {
@@ -246,8 +246,8 @@ describe('one set of bounds - the CLI accepts what the service accepts', () => {
       cli = false;
     }
     const response = await app.inject({ method: 'POST', url: '/v1/runs', payload: { prompt: 'x', width, height, steps: 1 } });
-    const record = response.statusCode === 202 ? app.runs.get(response.json<{ id: string }>().id) : undefined;
-    if (record !== undefined) app.runs.cancel(record, new Error('only the answer counts'));
+    const record = response.statusCode === 202 ? await app.runs.get(response.json<{ id: string }>().id) : undefined;
+    if (record !== undefined) await app.runs.cancel(record, new Error('only the answer counts'));
     expect([202, 400]).toContain(response.statusCode);
     expect({ width, height, cli, service: response.statusCode === 202 }).toEqual({ width, height, cli, service: cli });
   });
