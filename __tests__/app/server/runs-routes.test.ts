@@ -88,6 +88,14 @@ describe('with the default options', () => {
     expect(app.runs.list(100).runs).toHaveLength(before);
   });
 
+  test('POST /v1/runs - sampler and scheduler (webui names and aliases) go into the parameters and the infotext', async () => {
+    const { id } = await submit({ ...SMALL, steps: 2, sampler: 'k_euler_a', scheduler: 'karras' });
+    await waitForEvent(app, id, (event) => event.event === 'end');
+    const run = (await app.inject({ method: 'GET', url: `/v1/runs/${id}` })).json<{ parameters: Record<string, unknown>; result: { parameters: string } }>();
+    expect(run.parameters).toMatchObject({ sampler: 'Euler a', scheduler: 'Karras' });
+    expect(run.result.parameters).toContain('Sampler: Euler a, Schedule type: Karras');
+  });
+
   test('POST /v1/runs - seed -1 (or none) picks a random 32-bit seed', async () => {
     const { id } = await submit({ ...SMALL, seed: -1 });
     const seed = app.runs.get(id)?.parameters.seed;
@@ -108,7 +116,9 @@ describe('with the default options', () => {
     [{ prompt: 'x', height: 100 }, 'body/height must be multiple of 8'],
     [{ prompt: 'x', seed: -2 }, 'body/seed must be >= -1'],
     [{ prompt: 'x', seed: 2 ** 32 }, 'body/seed must be <= 4294967295'],
-    [{ prompt: 'x', sampler: 'Euler' }, 'body must NOT have additional properties'],
+    [{ prompt: 'x', sampler_name: 'Euler' }, 'body must NOT have additional properties'],
+    [{ prompt: 'x', sampler: 'Euler b' }, 'Expected `sampler` to be one of DPM++ 2M, DPM++ SDE'],
+    [{ prompt: 'x', scheduler: 'Beta' }, 'Expected `scheduler` to be one of Automatic, Uniform, Karras'],
   ])('POST /v1/runs - 400 naming the field: %#', async (payload, message) => {
     const response = await app.inject({ method: 'POST', url: '/v1/runs', payload });
     expect(response.statusCode).toBe(400);

@@ -27,7 +27,14 @@ export interface RunParameters {
   readonly steps: number;
   readonly width: number;
   readonly height: number;
+  /** The sampler's webui name (`Euler a`); the generator's default when absent. */
+  readonly sampler?: string;
+  /** The scheduler's webui label (`Karras`); `Automatic` when absent. */
+  readonly scheduler?: string;
 }
+
+/** What a run may carry for the generator besides its parameters (kept out of the record: an init image is large). */
+export type GenerationExtras = Pick<GenerationInput, 'initImage' | 'denoisingStrength' | 'resizeMode' | 'save' | 'previewEvery'>;
 
 /** A finished image, as `GET /v1/runs/:id` shows it. */
 export interface RunResult {
@@ -128,14 +135,17 @@ export class RunService {
   }
 
   /** Creates a run and queues it. @throws QueueFullError, QueueClosedError (nothing is kept then). */
-  submit(parameters: RunParameters, traceContext?: Readonly<Record<string, string>>): RunRecord {
+  submit(parameters: RunParameters, traceContext?: Readonly<Record<string, string>>, extras?: GenerationExtras): RunRecord {
     const id = randomUUID();
     const input: GenerationInput = {
+      ...extras,
       prompt: parameters.prompt,
       seed: parameters.seed,
       steps: parameters.steps,
       width: parameters.width,
       height: parameters.height,
+      sampler: parameters.sampler,
+      scheduler: parameters.scheduler,
       outDir: `${this.#outDir}/${id}`,
     };
     const job: RunJob = traceContext === undefined ? { id, processing: input } : { id, processing: input, traceContext };
