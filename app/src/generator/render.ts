@@ -77,8 +77,7 @@ export async function renderDemoImage(params: GenerationParams, context: RunCont
   const init = params.init;
   const strength = params.denoisingStrength;
   if (init !== undefined && strength === 0) {
-    // No step at all: the webui's strength 0 keeps the input.
-    reportProgress({ step: 0, total: 0 });
+    // No step at all (so no progress to report): strength 0 keeps the input.
     return { width, height, data: toRgb(resizeInit(init, width, height, params.resizeMode), size) };
   }
   const allSigmas = samplerSigmas(params.sampler, params.scheduler, params.steps);

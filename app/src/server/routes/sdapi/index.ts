@@ -5,6 +5,7 @@ import { Type } from '@sinclair/typebox';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 
 import { MODEL_NAME, resolveSampler } from '../../../generator/params.js';
+import { base64Bytes, decodeImage } from '../../../generator/png.js';
 import { SAMPLERS } from '../../../generator/samplers.js';
 import { SCHEDULERS } from '../../../generator/schedules.js';
 import { QueueClosedError, QueueFullError } from '../../queue/run-queue.js';
@@ -184,6 +185,12 @@ const sdapiRoutes: FastifyPluginCallbackTypebox = (app, _options, done) => {
         return reply.code(422).send({ detail: [{ loc: ['body', 'mask'], msg: 'inpainting (mask) is not supported by this service', type: 'value_error.not_supported' }] });
       }
       const initImage = body.init_images[0] ?? '';
+      // Decoded here too, so that an image the generator cannot read is refused before any run.
+      try {
+        decodeImage(base64Bytes(initImage));
+      } catch (error) {
+        return reply.code(422).send({ detail: [{ loc: ['body', 'init_images', 0], msg: (error as Error).message, type: 'value_error.image' }] });
+      }
       return generate(request, reply, body, { initImage, denoisingStrength: body.denoising_strength ?? 0.75, resizeMode: body.resize_mode ?? 0 }, 'img2img');
     },
   );
