@@ -128,7 +128,8 @@ export const TextToImageResponse = Type.Object({
 });
 export type TextToImageResponse = Static<typeof TextToImageResponse>;
 
-export const ProgressQuery = Type.Object({ skip_current_image: Type.Optional(Type.Boolean({ default: false })) }, { additionalProperties: false });
+// Unknown query parameters are ignored, as FastAPI does (one client sends `skipCurrentImage`).
+export const ProgressQuery = Type.Object({ skip_current_image: Type.Optional(Type.Boolean({ default: false })) }, { additionalProperties: true });
 export type ProgressQuery = Static<typeof ProgressQuery>;
 
 export const ProgressState = Type.Object({
