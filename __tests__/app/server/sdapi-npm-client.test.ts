@@ -52,7 +52,7 @@ describe('stable-diffusion-client, unmodified, against the service', () => {
   test('txt2img() with its defaults (Euler a, 20 steps): one PNG with the webui infotext', async () => {
     const result = await api.txt2img({ prompt: 'a lighthouse on a cliff at dusk', width: 64, height: 64, seed: 3 });
     expect(result.images).toHaveLength(1);
-    const info = result.info as WebuiInfo;
+    const info = result.info as unknown as WebuiInfo;
     expect(info.sampler_name).toBe('Euler a');
     expect(info.all_seeds).toEqual([3]);
     expect(info.infotexts[0]).toBe('a lighthouse on a cliff at dusk\nSteps: 20, Sampler: Euler a, Schedule type: Automatic, Seed: 3, Size: 64x64, Model: processing-runner-demo');
@@ -82,7 +82,7 @@ describe('stable-diffusion-client, unmodified, against the service', () => {
     let progress: { progress: number; state: { job_count: number; sampling_step: number; sampling_steps: number }; current_image: string | null };
     do {
       await new Promise((resolve) => setTimeout(resolve, 10));
-      progress = (await api.getProgress()) as typeof progress;
+      progress = (await api.getProgress());
     } while (progress.state.sampling_step < 3 || progress.current_image === null);
     expect(progress.state).toMatchObject({ job_count: 1, sampling_steps: 150 });
     expect(progress.progress).toBeGreaterThan(0.01);
@@ -90,7 +90,7 @@ describe('stable-diffusion-client, unmodified, against the service', () => {
     expect((await fetch(`${base}/sdapi/v1/interrupt`, { method: 'POST' })).status).toBe(200);
     const result = await pending;
     expect(result.images).toHaveLength(1);
-    expect((result.info as WebuiInfo).status).toBe('interrupted');
+    expect((result.info as unknown as WebuiInfo).status).toBe('interrupted');
     expect(decode(Buffer.from(result.images[0] ?? '', 'base64')).text.parameters).toContain('Sampler: Euler a');
   });
 });
