@@ -34,6 +34,8 @@ export interface RunParameters {
   readonly steps: number;
   readonly width: number;
   readonly height: number;
+  readonly sampler?: string;
+  readonly scheduler?: string;
 }
 
 /** One run, as `GET /v1/runs/:id` and `GET /v1/runs` return it. */
@@ -61,6 +63,8 @@ export interface RunInput {
   readonly steps?: number;
   readonly width?: number;
   readonly height?: number;
+  readonly sampler?: string;
+  readonly scheduler?: string;
 }
 
 /** What `POST /v1/runs` answers with `202`. */

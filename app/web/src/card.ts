@@ -351,7 +351,16 @@ export class RunCard {
 function settingsFromInfotext(result: RunResult): FormSettings {
   const { prompt, negative_prompt, fields } = parseInfotext(result.parameters);
   const steps = Number(fields.Steps);
-  return { prompt, negative_prompt, seed: result.seed, steps: Number.isInteger(steps) ? steps : undefined, width: result.width, height: result.height };
+  return {
+    prompt,
+    negative_prompt,
+    seed: result.seed,
+    steps: Number.isInteger(steps) ? steps : undefined,
+    width: result.width,
+    height: result.height,
+    sampler: fields.Sampler,
+    scheduler: fields['Schedule type'],
+  };
 }
 
 /** A run view's prompt: its parameters', or its infotext's once finished. */
