@@ -49,6 +49,8 @@ export interface JobOutcome {
   /** The last run (for `run_id`, `job_timestamp`). */
   readonly last: RunRecord | undefined;
   readonly stop: StopKind | undefined;
+  /** Why a later image could not be queued (a full or closing queue), if one could not. */
+  readonly submitError: string | undefined;
 }
 
 const SEED_SPACE = 2 ** 32;
@@ -66,6 +68,8 @@ export class SdapiJobs {
   readonly #stopped = new WeakMap<RunRecord, StopKind>();
   /** PNGs that travel in a run's result (`save: false`) or its last progress update (a stop), by run id. */
   readonly #pngs = new Map<string, string>();
+  /** Runs a job of this API waits on: only their PNGs are kept (a `/v1` run's are not this API's). */
+  readonly #awaited = new Set<string>();
   readonly #detach: () => void;
   #active: ActiveJob | undefined;
   #lastStop: { readonly record: RunRecord; readonly kind: StopKind } | undefined;
@@ -79,12 +83,14 @@ export class SdapiJobs {
     };
     const onFinalize = (state: { readonly request: unknown }, image: GeneratedImage): void => {
       const id = idOf(state.request);
-      if (id !== undefined && typeof image.png === 'string') this.#pngs.set(id, image.png);
+      if (id !== undefined && this.#awaited.has(id) && typeof image.png === 'string') this.#pngs.set(id, image.png);
     };
     const onProgress = (state: { readonly request: unknown }, update: { readonly info?: unknown }): void => {
       const info = update.info as Partial<PreviewInfo> | undefined;
       const id = idOf(state.request);
-      if (id !== undefined && info?.stopped === true && typeof info.preview === 'string') this.#pngs.set(id, info.preview.replace(/^data:image\/png;base64,/, ''));
+      if (id !== undefined && this.#awaited.has(id) && info?.stopped === true && typeof info.preview === 'string') {
+        this.#pngs.set(id, info.preview.replace(/^data:image\/png;base64,/, ''));
+      }
     };
     runner.on('finalize', onFinalize);
     runner.on('progress', onProgress);
@@ -114,15 +120,27 @@ export class SdapiJobs {
     const count = request.batchSize * request.iterations;
     const first = request.parameters.seed;
     const seeds = Array.from({ length: count }, (_, index) => (request.advanceSeeds ? (first + index) % SEED_SPACE : first));
-    const submit = (index: number): RunRecord => this.#runs.submit({ ...request.parameters, seed: seeds[index] ?? first }, request.traceContext, request.extras);
+    const submit = (index: number): RunRecord => {
+      const record = this.#runs.submit({ ...request.parameters, seed: seeds[index] ?? first }, request.traceContext, request.extras);
+      this.#awaited.add(record.id);
+      return record;
+    };
     const job: ActiveJob = { request, started: 1, current: submit(0), stop: undefined, startedAt: Date.now() };
     this.#active = job;
     const images: JobImage[] = [];
     let failed: RunRecord | undefined;
     let last: RunRecord | undefined;
+    let submitError: string | undefined;
     try {
       for (let index = 0; index < count; index++) {
-        const record = index === 0 ? job.current : submit(index);
+        let record: RunRecord | undefined;
+        try {
+          record = index === 0 ? job.current : submit(index);
+        } catch (error) {
+          // The images made so far are still answered; the reason goes into `info.error`.
+          submitError = error instanceof Error ? error.message : String(error);
+          break;
+        }
         if (record === undefined) break;
         job.current = record;
         job.started = index + 1;
@@ -140,7 +158,7 @@ export class SdapiJobs {
     } finally {
       this.#active = undefined;
     }
-    return { images, seeds, failed, last, stop: job.stop };
+    return { images, seeds, failed, last, stop: job.stop, submitError };
   }
 
   /**
@@ -164,6 +182,7 @@ export class SdapiJobs {
   async #pngOf(record: RunRecord): Promise<string | undefined> {
     const carried = this.#pngs.get(record.id);
     this.#pngs.delete(record.id);
+    this.#awaited.delete(record.id);
     if (carried !== undefined) return carried;
     if (record.status === 'succeeded' && record.imagePath !== undefined) return (await readFile(record.imagePath)).toString('base64');
     return undefined;

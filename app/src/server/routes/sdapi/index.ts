@@ -147,7 +147,7 @@ const sdapiRoutes: FastifyPluginCallbackTypebox = (app, _options, done) => {
       run_id: last?.id ?? null,
       run_ids: outcome.images.map((image) => image.record.id),
       status: outcome.stop ?? last?.status ?? 'succeeded',
-      ...(outcome.failed?.error === undefined ? {} : { error: outcome.failed.error.message }),
+      ...(outcome.failed?.error === undefined ? (outcome.submitError === undefined ? {} : { error: outcome.submitError }) : { error: outcome.failed.error.message }),
     };
     // As the webui: the init images come back in `parameters` only when asked for.
     const img2img = kind === 'img2img' ? { init_images: (body as Img2ImgBody).include_init_images === true ? (body as Img2ImgBody).init_images : null, mask: null } : {};
