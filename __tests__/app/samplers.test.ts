@@ -84,6 +84,38 @@ describe('samplers: golden images', () => {
   });
 });
 
+describe('live preview', () => {
+  /** The previews of a run, decoded, by step. */
+  async function previews(input: Partial<GenerationInput>): Promise<Map<number, Uint8Array>> {
+    const runner = new DemoImageRunner({ previewEvery: 1 });
+    const seen = new Map<number, Uint8Array>();
+    runner.on('progress', (_state, update) => {
+      const preview = (update.info as { preview?: string } | undefined)?.preview;
+      if (preview !== undefined) seen.set(update.step, decode(Buffer.from(preview.replace(/^data:image\/png;base64,/, ''), 'base64')).data as Uint8Array);
+    });
+    await runner.run(new ProcessingRequest<GenerationInput>({ ...BASE, width: 128, height: 96, steps: 15, ...input }));
+    return seen;
+  }
+  const distance = (a: Uint8Array | undefined, b: Uint8Array | undefined): number => {
+    let sum = 0;
+    for (let index = 0; index < (a?.length ?? 0); index++) sum += Math.abs((a?.[index] ?? 0) - (b?.[index] ?? 0));
+    return sum / (a?.length ?? 1);
+  };
+
+  test.each(['Euler a', 'DPM++ 2M'])('%s - the preview is the prediction of the image: at 20%% of the steps it is already close to the last, and smooth', async (sampler) => {
+    const own = await previews({ sampler });
+    const other = await previews({ sampler, prompt: 'a green forest at noon', seed: 99 });
+    const early = own.get(3);
+    const last = own.get(15);
+    expect(distance(early, last)).toBeLessThan(20);
+    // Closer to its own final image than another prompt's is.
+    expect(distance(early, last)).toBeLessThan(distance(other.get(15), last) / 2);
+    let jumps = 0;
+    for (let index = 3; index < (early?.length ?? 0); index += 3) jumps += Math.abs((early?.[index] ?? 0) - (early?.[index - 3] ?? 0));
+    expect(jumps / ((early?.length ?? 3) / 3)).toBeLessThan(15);
+  });
+});
+
 describe('resolveSampler() and the names', () => {
   test.each([
     ['Euler a', undefined, 'Euler a', 'Automatic'],
