@@ -101,7 +101,8 @@ describe('/sdapi/v1', () => {
   test.each([
     [{ sampler_name: 'Euler a', scheduler: 'Karras' }, 'Sampler: Euler a, Schedule type: Karras'],
     [{ sampler_name: 'k_euler_a' }, 'Sampler: Euler a, Schedule type: Automatic'],
-    [{ sampler_index: 'DPM++ 2M Karras' }, 'Sampler: DPM++ 2M, Schedule type: Karras'],
+    [{ sampler_index: 'Euler a Karras' }, 'Sampler: Euler a, Schedule type: Karras'],
+    [{ sampler_name: 'DPM++ 2M Karras' }, 'Sampler: DPM++ 2M, Schedule type: Automatic'],
     [{ sampler_name: 'DDIM', scheduler: 'exponential' }, 'Sampler: DDIM, Schedule type: Exponential'],
   ])('POST /sdapi/v1/txt2img - sampler names as the webui takes them: %j', async (names, infotext) => {
     const response = await app.inject({ method: 'POST', url: '/sdapi/v1/txt2img', payload: { ...SMALL, steps: 2, ...names } });

@@ -164,9 +164,11 @@ export function normaliseGeneration(input: GenerationInput): GenerationParams {
 
 /**
  * A sampler and scheduler as the webui resolves them (`get_sampler_and_scheduler`): a
- * sampler name may end in a scheduler's label or name (`DPM++ 2M Karras`, the names of
- * webui 1.8 and older), which then wins over `scheduler`; aliases (`k_euler_a`) are accepted
- * too. Returns the sampler's name and the scheduler's label.
+ * sampler name may end in a scheduler's label or name (`Euler a Karras`, the names of webui
+ * 1.8 and older), which then wins over `scheduler`, and is `Automatic` when it is the
+ * sampler's own (`DPM++ 2M Karras`); aliases in any case (`k_euler_a`) are accepted too. An
+ * unknown name is an error here, where webui 1.10 quietly takes its default. Returns the
+ * sampler's name and the scheduler's label.
  *
  * @throws TypeError naming the sampler or scheduler that is not known.
  */
@@ -192,6 +194,8 @@ export function resolveSampler(samplerName: string, schedulerName: string | unde
   if (sampler === undefined) {
     throw new TypeError(`Expected \`sampler\` to be one of ${SAMPLERS.map((known) => known.name).join(', ')}, got ${describe(samplerName)}`);
   }
+  // An old name whose scheduler is the sampler's own is its Automatic (`DPM++ 2M Karras`), as the webui reads it.
+  if (name !== samplerName && scheduler?.name === sampler.options.scheduler) scheduler = undefined;
   return { sampler: sampler.name, scheduler: scheduler?.label ?? DEFAULT_SCHEDULER };
 }
 
