@@ -133,6 +133,8 @@ export class SdapiJobs {
     let submitError: string | undefined;
     try {
       for (let index = 0; index < count; index++) {
+        // An interrupt between two images (while the last one's PNG was read) ends the job too.
+        if (index > 0 && job.stop === 'interrupted') break;
         let record: RunRecord | undefined;
         try {
           record = index === 0 ? job.current : submit(index);
@@ -166,11 +168,13 @@ export class SdapiJobs {
    * next image. A run started through `/v1/runs` is stopped too (the webui has one job at a time).
    */
   stopCurrent(kind: StopKind): void {
-    const current = this.#active?.current ?? this.#runs.current();
+    const active = this.#active;
+    const current = active?.current ?? this.#runs.current();
+    if (active !== undefined && kind === 'interrupted') active.stop = kind;
     if (current === undefined || current.status === 'succeeded' || current.status === 'failed' || current.status === 'cancelled') return;
     this.#stopped.set(current, kind);
     this.#lastStop = { record: current, kind };
-    if (this.#active !== undefined && (kind === 'interrupted' || this.#active.stop === undefined)) this.#active.stop = kind;
+    if (active !== undefined && active.stop === undefined) active.stop = kind;
     this.#runs.cancel(current, new DOMException(kind === 'interrupted' ? 'Interrupted (/sdapi/v1/interrupt)' : 'Skipped (/sdapi/v1/skip)', 'AbortError'));
   }
 
