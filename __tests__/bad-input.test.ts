@@ -399,7 +399,7 @@ describe('bad input: the service routes', () => {
     ['a width under 64', 'POST', '/v1/runs', { prompt: 'x', width: 56 }, 400, 'body/width must be >= 64'],
     ['a height not a multiple of 8', 'POST', '/v1/runs', { prompt: 'x', height: 100 }, 400, 'body/height must be multiple of 8'],
     ['a seed over 32 bits', 'POST', '/v1/runs', { prompt: 'x', seed: 2 ** 32 }, 400, 'body/seed must be <= 4294967295'],
-    ['an unknown field', 'POST', '/v1/runs', { prompt: 'x', sampler: 'Euler' }, 400, 'body must NOT have additional properties'],
+    ['an unknown field', 'POST', '/v1/runs', { prompt: 'x', sampler_name: 'Euler' }, 400, 'body must NOT have additional properties'],
     ['a page size of 0', 'GET', '/v1/runs?limit=0', undefined, 400, 'querystring/limit must be >= 1'],
     ['a run id that is a path', 'GET', '/v1/runs/..%2F..%2Fetc%2Fpasswd', undefined, 400, 'params/id must match pattern'],
     ['an unknown run to cancel', 'POST', `/v1/runs/${RUN}/cancel`, undefined, 404, `No run with id ${RUN}`],

@@ -8,6 +8,9 @@ import { DemoImageRunner } from '../../app/src/generator/pipeline';
 import { findSampler, runSampler, samplerSigmas, SAMPLERS, type Denoiser } from '../../app/src/generator/samplers';
 import { buildSigmas, findScheduler, SCHEDULERS, SIGMA_MAX, SIGMA_MIN, timestepToSigma, sigmaToTimestep } from '../../app/src/generator/schedules';
 
+// Each image test renders a few small images; a loaded CI machine needs more than 5 s for some.
+jest.setTimeout(30_000);
+
 /** One small image per sampler (48 × 32, 8 steps, seed 1234), PNG bytes with infotext; any change to a rule shows here. */
 const SAMPLER_GOLDENS: Readonly<Record<string, string>> = {
   'DPM++ 2M': '3cd590c3de6e2fab5a206f5fba54594a9112635bc38ffdcd344c7f6f60536896',
