@@ -212,6 +212,16 @@ describe('/sdapi/v1 as clients use it', () => {
       expect(column(fit, 48, 0)).toBe(column(fit, 48, 20));
     });
 
+    test('init images far over the 64 KiB of other bodies are taken (up to 32 MiB), by img2img and png-info', async () => {
+      let state = 1;
+      const noise = new Uint8Array(300 * 300 * 3).map(() => (state = (Math.imul(state, 1103515245) + 12345) >>> 0) >>> 24);
+      const big = Buffer.from(encode({ width: 300, height: 300, data: noise, channels: 3, depth: 8 })).toString('base64');
+      expect(big.length).toBeGreaterThan(300_000);
+      expect((await img2img({ init_images: [big], denoising_strength: 0 })).images).toHaveLength(1);
+      expect((await app.inject({ method: 'POST', url: '/sdapi/v1/png-info', payload: { image: big } })).statusCode).toBe(200);
+      expect((await app.inject({ method: 'POST', url: '/sdapi/v1/txt2img', payload: { ...SMALL, script_args: [big] } })).statusCode).toBe(413);
+    });
+
     test('bad init images and a mask are refused before any run', async () => {
       const bad = await app.inject({ method: 'POST', url: '/sdapi/v1/img2img', payload: { ...SMALL, init_images: ['R0lGODlhAQABAAAAACw='] } });
       expect(bad.json()).toEqual({ detail: [{ loc: ['body', 'init_images', 0], msg: 'Expected a PNG or JPEG image, got bytes that are neither', type: 'value_error.image' }] });
