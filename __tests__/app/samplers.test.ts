@@ -5,6 +5,7 @@ import { ProcessingRequest } from 'processing-runner';
 
 import { formatInfotext, normaliseGeneration, resolveSampler, type GenerationInput } from '../../app/src/generator/params';
 import { DemoImageRunner } from '../../app/src/generator/pipeline';
+import { img2imgTail } from '../../app/src/generator/render';
 import { findSampler, runSampler, samplerSigmas, SAMPLERS, type Denoiser } from '../../app/src/generator/samplers';
 import { buildSigmas, findScheduler, SCHEDULERS, SIGMA_MAX, SIGMA_MIN, timestepToSigma, sigmaToTimestep } from '../../app/src/generator/schedules';
 
@@ -188,6 +189,17 @@ describe('schedules', () => {
     expect(ddim).toHaveLength(11);
     expect(ddim[0]).toBeCloseTo(timestepToSigma(901), 12);
     expect(ddim[10]).toBe(SIGMA_MIN);
+  });
+
+  test('img2imgTail() - the last floor(min(strength, 0.999) · steps) + 1 steps, as the webui\'s sample_img2img', () => {
+    const sigmas = buildSigmas('Karras', 10);
+    expect(img2imgTail(sigmas, 0.5)).toEqual(sigmas.slice(4));
+    expect(img2imgTail(sigmas, 1)).toEqual(sigmas);
+    expect(img2imgTail(sigmas, 0.05)).toEqual([sigmas[9], 0]);
+    // DDIM's own timesteps may outnumber the steps asked for (1000 // 150 = 6: 167 of them); the tail counts those.
+    const ddim = samplerSigmas('DDIM', 'Automatic', 150);
+    expect(ddim).toHaveLength(168);
+    expect(img2imgTail(ddim, 0.5)).toHaveLength(85);
   });
 
   test('bad arguments are TypeErrors', () => {

@@ -81,7 +81,7 @@ export async function renderDemoImage(params: GenerationParams, context: RunCont
     return { width, height, data: toRgb(resizeInit(init, width, height, params.resizeMode), size) };
   }
   const allSigmas = samplerSigmas(params.sampler, params.scheduler, params.steps);
-  const sigmas = init === undefined || strength >= 1 ? allSigmas : img2imgTail(allSigmas, params.steps, strength);
+  const sigmas = init === undefined || strength >= 1 ? allSigmas : img2imgTail(allSigmas, strength);
   const total = sigmas.length - 1;
   const x = new Float32Array(3 * size);
   fillNoise(x);
@@ -125,9 +125,11 @@ export async function renderDemoImage(params: GenerationParams, context: RunCont
 
 /**
  * The tail of the schedule img2img walks, as the webui's `sample_img2img` takes it: with
- * `t_enc = floor(min(strength, 0.999) · steps)`, the last `t_enc + 1` levels and the final 0.
+ * `t_enc = floor(min(strength, 0.999) · steps)`, the last `t_enc + 1` levels and the final
+ * one. `steps` is the schedule's own count (DDIM's timesteps may be more than asked for).
  */
-export function img2imgTail(sigmas: readonly number[], steps: number, strength: number): number[] {
+export function img2imgTail(sigmas: readonly number[], strength: number): number[] {
+  const steps = sigmas.length - 1;
   const encoded = Math.floor(Math.min(strength, 0.999) * steps);
   return sigmas.slice(steps - encoded - 1);
 }
