@@ -52,9 +52,9 @@ export interface StoppedImage {
  * noise scaled to the schedule's first level (txt2img), or as the init image plus that much
  * noise (img2img: the tail of the schedule `denoisingStrength` picks, as the webui does). At
  * each step the denoiser predicts the clean image: the scene, blurred coarse-to-fine with the
- * noise level, pulled towards the (lightly blurred) sample by the weight a Gaussian prior
- * around the scene gives it, so that at high noise it draws the scene and at low noise it
- * keeps what the sample holds. Not a model: the prompt only picks colours (colour words such
+ * noise level, corrected band by band (large shapes, mid-sized detail, pixels) by what the
+ * sample says, each with the weight a Gaussian prior around the scene gives it, so that at
+ * high noise it draws the scene and at low noise it keeps what the sample holds. Not a model: the prompt only picks colours (colour words such
  * as "dusk" or "forest", otherwise a hash) and the seed the layout.
  *
  * Deterministic: a seeded PRNG for the initial noise and every draw of the ancestral and SDE
