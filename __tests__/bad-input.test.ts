@@ -399,7 +399,7 @@ describe('bad input: the service routes', () => {
     ['a width under 8', 'POST', '/v1/runs', { prompt: 'x', width: 0 }, 400, 'width: must be a multiple of 8 from 8 to 2048, got 0'],
     ['a height not a multiple of 8', 'POST', '/v1/runs', { prompt: 'x', height: 100 }, 400, 'height: must be a multiple of 8 from 8 to 2048, got 100'],
     ['a seed over 32 bits', 'POST', '/v1/runs', { prompt: 'x', seed: 2 ** 32 }, 400, 'seed: must be a number from -1 to 4294967295, got 4294967296'],
-    ['an unknown field', 'POST', '/v1/runs', { prompt: 'x', sampler: 'Euler' }, 400, 'sampler: not a field of this request'],
+    ['an unknown field', 'POST', '/v1/runs', { prompt: 'x', sampler_name: 'Euler' }, 400, 'sampler_name: not a field of this request'],
     ['a page size of 0', 'GET', '/v1/runs?limit=0', undefined, 400, 'limit: must be a number from 1 to 100, got 0'],
     ['a run id that is a path', 'GET', '/v1/runs/..%2F..%2Fetc%2Fpasswd', undefined, 404, 'No run with id \\"../../etc/passwd\\"'],
     ['an unknown run to cancel', 'POST', `/v1/runs/${RUN}/cancel`, undefined, 404, `No run with id ${RUN}`],

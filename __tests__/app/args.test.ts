@@ -4,7 +4,7 @@ describe('parseCommand()', () => {
   test('parseCommand() - fills in every default but the prompt', () => {
     expect(parseCommand(['generate', '--prompt', 'a lighthouse'])).toEqual({
       kind: 'generate',
-      params: { prompt: 'a lighthouse', seed: 1234, steps: 30, width: 512, height: 512, outDir: 'out' },
+      params: { prompt: 'a lighthouse', seed: 1234, steps: 30, width: 512, height: 512, outDir: 'out', sampler: 'DPM++ 2M', scheduler: 'Automatic', denoisingStrength: 0.75, resizeMode: 0, save: true },
       timeoutSeconds: undefined,
       json: false,
       trace: false,
@@ -12,10 +12,10 @@ describe('parseCommand()', () => {
   });
 
   test('parseCommand() - reads every option', () => {
-    const argv = ['generate', '-p', 'x', '--seed', '0', '--steps', '150', '--size', '2048x8', '-o', 'dir', '--timeout', '2.5', '--json', '--trace'];
+    const argv = ['generate', '-p', 'x', '--seed', '0', '--steps', '150', '--size', '2048x8', '--sampler', 'k_euler_a', '--scheduler', 'karras', '-o', 'dir', '--timeout', '2.5', '--json', '--trace'];
     expect(parseCommand(argv)).toEqual({
       kind: 'generate',
-      params: { prompt: 'x', seed: 0, steps: 150, width: 2048, height: 8, outDir: 'dir' },
+      params: { prompt: 'x', seed: 0, steps: 150, width: 2048, height: 8, outDir: 'dir', sampler: 'Euler a', scheduler: 'Karras', denoisingStrength: 0.75, resizeMode: 0, save: true },
       timeoutSeconds: 2.5,
       json: true,
       trace: true,
@@ -80,6 +80,14 @@ describe('parseCommand()', () => {
     [['generate', '--prompt', 'x', '--timeout', '0'], "--timeout must be a number of seconds above 0 and up to 2147483, got '0'"],
     [['generate', '--prompt', '   '], "--prompt must be Latin-1 text of 1 to 10000 characters, got ' '"],
     [['generate', '--prompt', 'x', '--out', ''], "--out must be a folder, got ''"],
+    [
+      ['generate', '--prompt', 'x', '--sampler', 'Euler b'],
+      "--sampler must be one of DPM++ 2M, DPM++ SDE, DPM++ 2M SDE, DPM++ 2M SDE Heun, DPM++ 2S a, Euler a, Euler, LMS, Heun, DPM2, DPM2 a, DDIM (or a webui alias), got 'Euler b'",
+    ],
+    [
+      ['generate', '--prompt', 'x', '--scheduler', 'Beta'],
+      "--scheduler must be one of Automatic, Uniform, Karras, Exponential, Polyexponential, SGM Uniform, KL Optimal, Simple, Normal, DDIM, got 'Beta'",
+    ],
   ])('parseCommand(%j) - throws a UsageError naming the argument', (argv, message) => {
     expect(() => parseCommand(argv)).toThrow(new UsageError(message));
   });

@@ -72,7 +72,7 @@ describe('DemoImageRunner', () => {
     expect(text).toBe(FIXED.parameters);
     expect(parseInfotext(text ?? '')).toEqual({
       prompt: FIXED.input.prompt,
-      fields: { Steps: '12', Sampler: 'DDIM', 'Schedule type': 'Cubic', Seed: '1234', Size: '64x48', Model: 'processing-runner-demo' },
+      fields: { Steps: '12', Sampler: 'DPM++ 2M', 'Schedule type': 'Automatic', Seed: '1234', Size: '64x48', Model: 'processing-runner-demo' },
     });
   });
 
@@ -91,7 +91,19 @@ describe('DemoImageRunner', () => {
 
     const state = new DemoImageRunner().prepare(request, 7);
 
-    expect(state.processing).toEqual({ prompt: 'a lighthouse', seed: 1234, steps: 30, width: 512, height: 512, outDir: 'out' });
+    expect(state.processing).toEqual({
+      prompt: 'a lighthouse',
+      seed: 1234,
+      steps: 30,
+      width: 512,
+      height: 512,
+      outDir: 'out',
+      sampler: 'DPM++ 2M',
+      scheduler: 'Automatic',
+      denoisingStrength: 0.75,
+      resizeMode: 0,
+      save: true,
+    });
     expect(processing).toEqual({ prompt: '  a lighthouse  ' });
   });
 
@@ -101,8 +113,16 @@ describe('DemoImageRunner', () => {
     [{ width: 0 }, 'Expected `width` to be a multiple of 8 from 8 to 2048, got `0` (number)'],
     [{ height: 100 }, 'Expected `height` to be a multiple of 8 from 8 to 2048, got `100` (number)'],
     [{ seed: 1.5 }, 'Expected `seed` to be an integer from 0 to 4294967295, got `1.5` (number)'],
-    [{ prompt: '' }, 'Expected `prompt` to be Latin-1 text of 1 to 10000 characters'],
-    [{ prompt: 'a cat 🐈' }, 'Expected `prompt` to be Latin-1 text of 1 to 10000 characters'],
+    [{ prompt: 'a cat 🐈' }, 'Expected `prompt` to be Latin-1 text of at most 10000 characters'],
+    [{ prompt: 'x'.repeat(10_001) }, 'Expected `prompt` to be Latin-1 text of at most 10000 characters'],
+    [{ sampler: 'Euler b' }, 'Expected `sampler` to be one of DPM++ 2M, DPM++ SDE'],
+    [{ scheduler: 'karras', sampler: 'DPM++ 2M Beta' }, 'Expected `sampler` to be one of'],
+    [{ scheduler: 'Beta' }, 'Expected `scheduler` to be one of Automatic, Uniform, Karras'],
+    [{ initImage: 'not base64!' }, 'Expected `initImage` to be a base64 PNG or JPEG: Expected a base64 image'],
+    [{ initImage: Buffer.from('GIF89a').toString('base64') }, 'Expected `initImage` to be a base64 PNG or JPEG: Expected a PNG or JPEG image, got bytes that are neither'],
+    [{ denoisingStrength: 1.5 }, 'Expected `denoisingStrength` to be a number from 0 to 1, got `1.5` (number)'],
+    [{ resizeMode: 3 }, 'Expected `resizeMode` to be 0, 1 or 2, got `3` (number)'],
+    [{ previewEvery: -1 }, 'Expected `previewEvery` to be a whole number from 0 up, got `-1` (number)'],
   ])('.run() - rejects %j in prepare with a TypeError and writes nothing', async (change, message) => {
     const runner = new DemoImageRunner();
     const failures: unknown[] = [];

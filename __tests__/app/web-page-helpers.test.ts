@@ -1,5 +1,7 @@
 import { LIMITS as SERVER_LIMITS } from '../../app/src/server/schemas/common';
-import { LIMITS } from '../../app/web/src/bounds';
+import { SAMPLERS } from '../../app/src/generator/samplers';
+import { SCHEDULERS } from '../../app/src/generator/schedules';
+import { LIMITS, SAMPLER_NAMES, SCHEDULER_LABELS } from '../../app/web/src/bounds';
 import { formatEta, parseInfotext, percent } from '../../app/web/src/format';
 
 // The web page's pure helpers; the page itself is tested in Chromium (web-page.test.ts).
@@ -8,6 +10,13 @@ describe('LIMITS (app/web/src/bounds.ts)', () => {
   it("are the server's own bounds, so the form never refuses what the API takes or the reverse", () => {
     const { bodyBytes: _notAField, ...fields } = SERVER_LIMITS;
     expect(LIMITS).toEqual(fields);
+  });
+});
+
+describe('SAMPLER_NAMES, SCHEDULER_LABELS (app/web/src/bounds.ts)', () => {
+  it("are the server's samplers and schedulers, in its order, so the selects offer exactly what it takes", () => {
+    expect(SAMPLER_NAMES).toEqual(SAMPLERS.map((sampler) => sampler.name));
+    expect(SCHEDULER_LABELS).toEqual(SCHEDULERS.map((scheduler) => scheduler.label));
   });
 });
 

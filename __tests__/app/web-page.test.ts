@@ -98,10 +98,12 @@ describeInChromium('the web page', () => {
       const response = await page.page.request.get(url);
       expect(response.headers()['content-security-policy']).toMatch(/script-src 'self'/);
       expect(response.headers()['content-security-policy']).not.toMatch(/unsafe-inline/);
-      for (const field of [page.prompt, page.negativePrompt, page.seed, page.randomSeed, page.steps, page.sizePreset, page.width, page.height]) {
+      for (const field of [page.prompt, page.negativePrompt, page.seed, page.randomSeed, page.steps, page.sampler, page.scheduler, page.sizePreset, page.width, page.height]) {
         await field.waitFor();
       }
       expect(await page.width.inputValue()).toBe('512');
+      expect([await page.sampler.inputValue(), await page.scheduler.inputValue()]).toEqual(['DPM++ 2M', 'Automatic']);
+      expect(await page.sampler.locator('option').count()).toBe(12);
       expect(await page.page.getByText('No runs yet').isVisible()).toBe(true);
       expect(await page.cards.count()).toBe(0);
     });
@@ -142,13 +144,13 @@ describeInChromium('the web page', () => {
   it('a finished run: its image, parameters, a download link, full size on click, "use these settings"', async () => {
     const { url } = await serve();
     await withPage('finished', url, async (page) => {
-      const card = await page.generate({ ...QUICK, negativePrompt: 'blurry', seed: 77, steps: 5, sizePreset: 'Custom', width: 96, height: 64 });
+      const card = await page.generate({ ...QUICK, negativePrompt: 'blurry', seed: 77, steps: 5, sampler: 'Euler a', scheduler: 'Karras', sizePreset: 'Custom', width: 96, height: 64 });
       await card.waitForStatus('succeeded');
       await card.image.waitFor();
 
       const run = (await (await page.page.request.get(`${url}/v1/runs/${card.id}`)).json()) as ApiRun;
       expect(await card.parameters.textContent()).toBe(run.result.parameters);
-      expect(run.result.parameters).toContain('Seed: 77');
+      expect(run.result.parameters).toContain('Sampler: Euler a, Schedule type: Karras, Seed: 77');
       expect(await card.image.getAttribute('src')).toBe(run.result.image_url);
       expect(await card.image.getAttribute('width')).toBe('96');
       // The bytes the page shows and offers for download are the run's PNG.
@@ -164,12 +166,13 @@ describeInChromium('the web page', () => {
       await page.page.keyboard.press('Escape');
       await page.imageDialog.waitFor({ state: 'hidden' });
 
-      await page.fill({ prompt: 'something else', seed: 1, steps: 30, sizePreset: '512 × 512' });
+      await page.fill({ prompt: 'something else', seed: 1, steps: 30, sampler: 'DDIM', scheduler: 'Automatic', sizePreset: '512 × 512' });
       await card.useSettingsButton.click();
       expect(await page.prompt.inputValue()).toBe(QUICK.prompt);
       expect(await page.negativePrompt.inputValue()).toBe('blurry');
       expect(await page.seed.inputValue()).toBe('77');
       expect(await page.steps.inputValue()).toBe('5');
+      expect([await page.sampler.inputValue(), await page.scheduler.inputValue()]).toEqual(['Euler a', 'Karras']);
       expect([await page.width.inputValue(), await page.height.inputValue()]).toEqual(['96', '64']);
       expect(await page.sizePreset.inputValue()).toBe('custom');
       // Focus goes back to the prompt, ready for the next run.
@@ -277,7 +280,7 @@ describeInChromium('the web page', () => {
         // A new process on the same port, which knows nothing of the old one's runs.
         await serve({ port: Number(new URL(first.url).port) });
         await card.waitForStatus('failed');
-        expect(await card.message.textContent()).toBe('The server no longer knows this run (it was restarted).');
+        expect(await card.message.textContent()).toBe('The server no longer knows this run (it was removed, or the server was replaced).');
         await page.connection.waitFor({ state: 'hidden' });
         const next = await page.generate(QUICK);
         await next.waitForStatus('succeeded');
@@ -357,11 +360,11 @@ describeInChromium('the web page', () => {
       await page.prompt.focus();
       await page.page.keyboard.type('typed with the keyboard');
       const order: string[] = [];
-      for (let index = 0; index < 8; index++) {
+      for (let index = 0; index < 10; index++) {
         await page.page.keyboard.press('Tab');
         order.push(await page.page.evaluate<string>('document.activeElement.id'));
       }
-      expect(order).toEqual(['negative_prompt', 'seed', 'seed-random', 'steps', 'size-preset', 'width', 'height', 'generate']);
+      expect(order).toEqual(['negative_prompt', 'seed', 'seed-random', 'steps', 'sampler', 'scheduler', 'size-preset', 'width', 'height', 'generate']);
       await page.sizePreset.focus();
       await page.page.keyboard.press('End');
       await page.steps.fill('4');

@@ -8,6 +8,8 @@ export interface FormValues {
   readonly randomSeed?: boolean;
   readonly steps?: number | string;
   readonly sizePreset?: string;
+  readonly sampler?: string;
+  readonly scheduler?: string;
   readonly width?: number | string;
   readonly height?: number | string;
 }
@@ -62,6 +64,14 @@ export class RunPage {
 
   get sizePreset(): Locator {
     return this.page.getByLabel('Size', { exact: true });
+  }
+
+  get sampler(): Locator {
+    return this.page.getByLabel('Sampler', { exact: true });
+  }
+
+  get scheduler(): Locator {
+    return this.page.getByLabel('Schedule type', { exact: true });
   }
 
   get width(): Locator {
@@ -150,6 +160,8 @@ export class RunPage {
     if (values.randomSeed !== undefined) await this.randomSeed.setChecked(values.randomSeed);
     if (values.seed !== undefined) await this.seed.fill(String(values.seed));
     if (values.steps !== undefined) await this.steps.fill(String(values.steps));
+    if (values.sampler !== undefined) await this.sampler.selectOption({ label: values.sampler });
+    if (values.scheduler !== undefined) await this.scheduler.selectOption({ label: values.scheduler });
     if (values.sizePreset !== undefined) await this.sizePreset.selectOption({ label: values.sizePreset });
     if (values.width !== undefined) await this.width.fill(String(values.width));
     if (values.height !== undefined) await this.height.fill(String(values.height));

@@ -50,11 +50,11 @@ export const SMALL = { prompt: 'a lighthouse on a cliff at dusk, oil painting', 
 
 /** PNGs the CLI made (`processing-runner generate … --json`) for the same prompt and these settings. */
 export const CLI_GOLDENS = [
-  { seed: 1234, steps: 6, width: 64, height: 64, sha256: 'e98503bafdd1520aed1a1d99eb8357754fa354108306e26084d0825fac45b11c' },
-  { seed: 1, steps: 2, width: 64, height: 64, sha256: '0a7952cc0470f69ad0a28d2af3172885d1f285bffec6f8bf7663c00da1ff1779' },
-  { seed: 2, steps: 3, width: 64, height: 64, sha256: '2a1c5502a6a8e771054b287206b5687628d27dc89954c2055c5cce176a06c63b' },
-  { seed: 3, steps: 2, width: 96, height: 64, sha256: 'd2e4b9595a155b4827baeda6c1f101dd2f5f18e0fb4b6c497c8d5ada62291892' },
-  { seed: 4, steps: 4, width: 64, height: 96, sha256: '027caf9ec8d27b983da6b9e937627c8f7d6efee40f1886ff62a5d0da3e347c14' },
+  { seed: 1234, steps: 6, width: 64, height: 64, sha256: '977545ec122d141ccc446e840e4b64e8d0763128adcaf1b1adde0d6546072f71' },
+  { seed: 1, steps: 2, width: 64, height: 64, sha256: 'd216547743172e452e6b18432b0b05044c8c2670bf64cf0a2adcdaab52de118c' },
+  { seed: 2, steps: 3, width: 64, height: 64, sha256: 'aa45e9fa66fb54fbfc678b61c0d5a87852811e92d9dba0555861dd645d1cabeb' },
+  { seed: 3, steps: 2, width: 96, height: 64, sha256: '0ef78072d78bc505a4faee1b404c4b287023f9b9611925930fdb13bd07bda1f5' },
+  { seed: 4, steps: 4, width: 64, height: 96, sha256: 'aa04cfcd2039a1773ffc7d56da8c9886587445c431966fab1d324abac7c584f2' },
 ] as const;
 
 /** Resolves with the first event of the run that `predicate` accepts (already logged, or to come). */

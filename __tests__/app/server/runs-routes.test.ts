@@ -88,6 +88,14 @@ describe('with the default options', () => {
     expect((await app.runs.list(100)).runs).toHaveLength(before);
   });
 
+  test('POST /v1/runs - sampler and scheduler (webui names and aliases) go into the parameters and the infotext', async () => {
+    const { id } = await submit({ ...SMALL, steps: 2, sampler: 'k_euler_a', scheduler: 'karras' });
+    await waitForEvent(app, id, (event) => event.event === 'end');
+    const run = (await app.inject({ method: 'GET', url: `/v1/runs/${id}` })).json<{ parameters: Record<string, unknown>; result: { parameters: string } }>();
+    expect(run.parameters).toMatchObject({ sampler: 'Euler a', scheduler: 'Karras' });
+    expect(run.result.parameters).toContain('Sampler: Euler a, Schedule type: Karras');
+  });
+
   test('POST /v1/runs - seed -1 (or none) picks a random 32-bit seed', async () => {
     const { id } = await submit({ ...SMALL, seed: -1 });
     const seed = (await app.runs.get(id))?.parameters.seed;
@@ -108,7 +116,9 @@ describe('with the default options', () => {
     [{ prompt: 'x', height: 100 }, 'height: must be a multiple of 8 from 8 to 2048, got 100'],
     [{ prompt: 'x', seed: -2 }, 'seed: must be a number from -1 to 4294967295, got -2'],
     [{ prompt: 'x', seed: 2 ** 32 }, 'seed: must be a number from -1 to 4294967295, got 4294967296'],
-    [{ prompt: 'x', sampler: 'Euler' }, 'sampler: not a field of this request; the fields are prompt, negative_prompt, seed, steps, width, height'],
+    [{ prompt: 'x', sampler_name: 'Euler' }, 'sampler_name: not a field of this request; the fields are prompt, negative_prompt, seed, steps, width, height, sampler, scheduler'],
+    [{ prompt: 'x', sampler: 'Euler b' }, 'Expected `sampler` to be one of DPM++ 2M, DPM++ SDE'],
+    [{ prompt: 'x', scheduler: 'Beta' }, 'Expected `scheduler` to be one of Automatic, Uniform, Karras'],
   ])('POST /v1/runs - 400 naming the field: %#', async (payload, message) => {
     const response = await app.inject({ method: 'POST', url: '/v1/runs', payload });
     expect(response.statusCode).toBe(400);
@@ -230,7 +240,7 @@ describe('with the default options', () => {
     for (const file of await readdir(join(outDir, id))) if (file.endsWith('.png')) await rm(join(outDir, id, file));
     const gone = await app.inject({ method: 'GET', url: `/v1/runs/${id}/image` });
     expect(gone.statusCode).toBe(404);
-    expect(gone.json()).toEqual({ message: `The image of run ${id} is gone from the store` });
+    expect(gone.json()).toEqual({ message: `Run ${id} kept no image (made with save_images: false), or it was removed` });
   });
 
   test('GET /v1/runs/:id/events - a finished run replays every event, ids sequential, ending with end', async () => {

@@ -51,13 +51,13 @@ describe('/sdapi/v1', () => {
   });
 
   test('POST /sdapi/v1/txt2img - blocks until done; images as base64 PNG (the CLI golden), parameters, info JSON', async () => {
-    const response = await app.inject({ method: 'POST', url: '/sdapi/v1/txt2img', payload: { ...SMALL, sampler_name: 'DDIM', cfg_scale: 5, restore_faces: false, unknown_field: 1 } });
+    const response = await app.inject({ method: 'POST', url: '/sdapi/v1/txt2img', payload: { ...SMALL, cfg_scale: 5, restore_faces: false, unknown_field: 1 } });
     expect(response.statusCode).toBe(200);
     const body = response.json<{ images: string[]; parameters: Record<string, unknown>; info: string }>();
     expect(body.images).toHaveLength(1);
     const png = Buffer.from(body.images[0] ?? '', 'base64');
     expect(createHash('sha256').update(png).digest('hex')).toBe(CLI_GOLDENS[0].sha256);
-    expect(body.parameters).toMatchObject({ ...SMALL, sampler_name: 'DDIM', cfg_scale: 5, batch_size: 1, n_iter: 1, send_images: true });
+    expect(body.parameters).toMatchObject({ ...SMALL, sampler_name: 'DPM++ 2M', cfg_scale: 5, batch_size: 1, n_iter: 1, send_images: true, unknown_field: 1 });
     const info = JSON.parse(body.info) as Record<string, unknown>;
     expect(info).toMatchObject({
       prompt: SMALL.prompt,
@@ -67,7 +67,8 @@ describe('/sdapi/v1', () => {
       steps: 6,
       width: 64,
       height: 64,
-      sampler_name: 'DDIM',
+      sampler_name: 'DPM++ 2M',
+      extra_generation_params: { 'Schedule type': 'Automatic' },
       cfg_scale: 5,
       batch_size: 1,
       sd_model_name: 'processing-runner-demo',
@@ -77,7 +78,7 @@ describe('/sdapi/v1', () => {
     expect(info.job_timestamp).toMatch(/^\d{14}$/);
     // It is an ordinary run too.
     const listed = await app.inject({ method: 'GET', url: '/v1/runs' });
-    expect(listed.json()).toMatchObject({ runs: [{ id: info.run_id, status: 'succeeded' }] });
+    expect(listed.json()).toMatchObject({ runs: [{ id: info.run_id, status: 'succeeded', parameters: { sampler: 'DPM++ 2M', scheduler: 'Automatic' } }] });
   });
 
   test('POST /sdapi/v1/txt2img - seed -1 picks one and reports it; send_images false sends none', async () => {
@@ -89,13 +90,35 @@ describe('/sdapi/v1', () => {
     expect(info.all_seeds).toEqual([info.seed]);
   });
 
+  test('POST /sdapi/v1/txt2img - a body as clients send it: empty prompt, null for every Optional field, unknown fields', async () => {
+    const payload = { prompt: '', negative_prompt: null, seed: 5, steps: 2, width: 64, height: 64, sampler_name: null, sampler_index: 'Euler a', scheduler: null, styles: null, cfg_scale: null, override_settings: null, script_args: null, alwayson_scripts: null, future_field: { x: 1 } };
+    const response = await app.inject({ method: 'POST', url: '/sdapi/v1/txt2img', payload });
+    expect(response.statusCode).toBe(200);
+    const info = JSON.parse(response.json<{ info: string }>().info) as Record<string, unknown>;
+    expect(info).toMatchObject({ prompt: '', sampler_name: 'Euler a', all_seeds: [5], infotexts: ['\nSteps: 2, Sampler: Euler a, Schedule type: Automatic, Seed: 5, Size: 64x64, Model: processing-runner-demo'] });
+  });
+
+  test.each([
+    [{ sampler_name: 'Euler a', scheduler: 'Karras' }, 'Sampler: Euler a, Schedule type: Karras'],
+    [{ sampler_name: 'k_euler_a' }, 'Sampler: Euler a, Schedule type: Automatic'],
+    [{ sampler_index: 'Euler a Karras' }, 'Sampler: Euler a, Schedule type: Karras'],
+    [{ sampler_name: 'DPM++ 2M Karras' }, 'Sampler: DPM++ 2M, Schedule type: Automatic'],
+    [{ sampler_name: 'DDIM', scheduler: 'exponential' }, 'Sampler: DDIM, Schedule type: Exponential'],
+  ])('POST /sdapi/v1/txt2img - sampler names as the webui takes them: %j', async (names, infotext) => {
+    const response = await app.inject({ method: 'POST', url: '/sdapi/v1/txt2img', payload: { ...SMALL, steps: 2, ...names } });
+    expect(response.statusCode).toBe(200);
+    const png = Buffer.from(response.json<{ images: string[] }>().images[0] ?? '', 'base64');
+    expect(readParameters(png)).toContain(infotext);
+  });
+
   test.each([
     [{ ...SMALL, steps: 151 }, { loc: ['body', 'steps'], msg: 'ensure this value is less than or equal to 150', type: 'value_error.number.not_le' }],
     [{ ...SMALL, steps: 'many' }, { loc: ['body', 'steps'], msg: 'value is not a valid integer', type: 'type_error.integer' }],
     [{ ...SMALL, width: 0 }, { loc: ['body', 'width'], msg: 'ensure this value is greater than or equal to 8', type: 'value_error.number.not_ge' }],
     [{ ...SMALL, height: 100 }, { loc: ['body', 'height'], msg: 'ensure this value is a multiple of 8', type: 'value_error.number.not_multiple' }],
-    [{ ...SMALL, n_iter: 2 }, { loc: ['body', 'n_iter'], msg: 'ensure this value is less than or equal to 1', type: 'value_error.number.not_le' }],
-    [{ steps: 2 }, { loc: ['body', 'prompt'], msg: 'ensure this value has at least 1 characters', type: 'value_error.any_str.min_length' }],
+    [{ ...SMALL, n_iter: 101 }, { loc: ['body', 'n_iter'], msg: 'ensure this value is less than or equal to 100', type: 'value_error.number.not_le' }],
+    [{ ...SMALL, batch_size: 9 }, { loc: ['body', 'batch_size'], msg: 'ensure this value is less than or equal to 8', type: 'value_error.number.not_le' }],
+    [{ ...SMALL, prompt: 'a cat 🐈' }, { loc: ['body', 'prompt'], msg: 'string does not match regex: Latin-1 text only (what a PNG tEXt chunk holds)', type: 'value_error.str.regex' }],
     [{ ...SMALL, styles: 'x' }, { loc: ['body', 'styles'], msg: 'value is not a valid list', type: 'type_error.list' }],
   ])('POST /sdapi/v1/txt2img - 422 in FastAPI shape: %#', async (payload, detail) => {
     const response = await app.inject({ method: 'POST', url: '/sdapi/v1/txt2img', payload });
@@ -104,10 +127,14 @@ describe('/sdapi/v1', () => {
     expect((await app.runs.list(10)).runs).toHaveLength(0);
   });
 
-  test('POST /sdapi/v1/txt2img - an unknown sampler is a 404 in the webui error shape', async () => {
-    const response = await app.inject({ method: 'POST', url: '/sdapi/v1/txt2img', payload: { ...SMALL, sampler_name: 'Euler a' } });
+  test.each([
+    [{ sampler_name: 'Euler b' }, 'Sampler not found'],
+    [{ sampler_name: 'Euler', scheduler: 'Beta' }, 'Scheduler not found'],
+  ])('POST /sdapi/v1/txt2img - an unknown name is a 404 in the webui error shape: %j', async (names, detail) => {
+    const response = await app.inject({ method: 'POST', url: '/sdapi/v1/txt2img', payload: { ...SMALL, ...names } });
     expect(response.statusCode).toBe(404);
-    expect(response.json()).toEqual({ error: 'HTTPException', detail: 'Sampler not found', body: '', errors: 'Sampler not found' });
+    expect(response.json()).toEqual({ error: 'HTTPException', detail, body: '', errors: detail });
+    expect((await app.runs.list(10)).runs).toHaveLength(0);
   });
 
   test('GET /sdapi/v1/progress - idle: 0, 0, job_count 0, no image', async () => {
@@ -164,11 +191,17 @@ describe('/sdapi/v1', () => {
     expect(after.state).toMatchObject({ skipped: true, interrupted: false });
   });
 
-  test('GET /sdapi/v1/options, /samplers, /sd-models - the demo generator as the one model and sampler', async () => {
-    const options = (await app.inject({ method: 'GET', url: '/sdapi/v1/options' })).json<Record<string, unknown>>();
-    expect(options).toMatchObject({ sd_model_checkpoint: 'processing-runner-demo', samples_format: 'png', live_previews_enable: true, show_progress_every_n_steps: 1 });
-    const samplers = await app.inject({ method: 'GET', url: '/sdapi/v1/samplers' });
-    expect(samplers.json()).toEqual([{ name: 'DDIM', aliases: ['ddim'], options: {} }]);
+  test('GET /sdapi/v1/samplers, /schedulers, /sd-models - the webui shapes', async () => {
+    const samplers = (await app.inject({ method: 'GET', url: '/sdapi/v1/samplers' })).json<{ name: string; aliases: string[]; options: Record<string, string> }[]>();
+    expect(samplers.map((sampler) => sampler.name)).toEqual(['DPM++ 2M', 'DPM++ SDE', 'DPM++ 2M SDE', 'DPM++ 2M SDE Heun', 'DPM++ 2S a', 'Euler a', 'Euler', 'LMS', 'Heun', 'DPM2', 'DPM2 a', 'DDIM']);
+    expect(samplers[0]).toEqual({ name: 'DPM++ 2M', aliases: ['k_dpmpp_2m'], options: { scheduler: 'karras' } });
+    const schedulers = (await app.inject({ method: 'GET', url: '/sdapi/v1/schedulers' })).json<Record<string, unknown>[]>();
+    expect(schedulers.slice(0, 3)).toEqual([
+      { name: 'automatic', label: 'Automatic', aliases: null, default_rho: -1, need_inner_model: false },
+      { name: 'uniform', label: 'Uniform', aliases: null, default_rho: -1, need_inner_model: true },
+      { name: 'karras', label: 'Karras', aliases: null, default_rho: 7, need_inner_model: false },
+    ]);
+    expect(schedulers.find((scheduler) => scheduler.name === 'sgm_uniform')).toMatchObject({ label: 'SGM Uniform', aliases: ['SGMUniform'] });
     const models = await app.inject({ method: 'GET', url: '/sdapi/v1/sd-models' });
     expect(models.json()).toEqual([
       { title: 'processing-runner-demo', model_name: 'processing-runner-demo', hash: null, sha256: null, filename: 'processing-runner-demo (built in, not a model)', config: null },

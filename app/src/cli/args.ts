@@ -1,6 +1,8 @@
 import { parseArgs } from 'node:util';
 
-import { BOUNDS, DEFAULTS, describeBound, isWithin, MAX_PROMPT_LENGTH, normaliseGeneration, type GenerationParams } from '../generator/params.js';
+import { BOUNDS, DEFAULTS, describeBound, isWithin, MAX_PROMPT_LENGTH, normaliseGeneration, resolveSampler, type GenerationParams } from '../generator/params.js';
+import { SAMPLERS } from '../generator/samplers.js';
+import { SCHEDULERS } from '../generator/schedules.js';
 import { DEFAULT_RETENTION, type Retention } from '../server/store/run-store.js';
 import { DEFAULT_QUEUE, DEFAULT_WORKER_TIMING } from '../worker/worker.js';
 
@@ -70,6 +72,10 @@ Options for generate:
       --seed N           ${describeBound(BOUNDS.seed)} (default ${String(DEFAULTS.seed)})
       --steps N          sampling steps, ${describeBound(BOUNDS.steps)} (default ${String(DEFAULTS.steps)})
       --size WxH         width and height, each ${describeBound(BOUNDS.size)} (default ${String(DEFAULTS.width)}x${String(DEFAULTS.height)})
+      --sampler NAME     ${SAMPLERS.map((sampler) => sampler.name).join(', ')}
+                         or a webui alias such as k_euler_a (default ${DEFAULTS.sampler})
+      --scheduler NAME   ${SCHEDULERS.map((scheduler) => scheduler.label).join(', ')}
+                         (default ${DEFAULTS.scheduler}: the sampler's own)
   -o, --out DIR          the folder the PNG is written to (default ${DEFAULTS.outDir})
       --timeout SECONDS  cancel the run after this long (exit code 124)
       --json             print the result as JSON on stdout; progress stays on stderr
@@ -118,6 +124,8 @@ const OPTIONS = {
   seed: { type: 'string' },
   steps: { type: 'string' },
   size: { type: 'string' },
+  sampler: { type: 'string' },
+  scheduler: { type: 'string' },
   out: { type: 'string', short: 'o' },
   timeout: { type: 'string' },
   json: { type: 'boolean' },
@@ -142,6 +150,17 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv = p
   if (command !== 'generate') throw new UsageError(`unknown command '${command}': expected \`generate\`, \`serve\` or \`worker\``);
   if (rest.length > 0) throw new UsageError(`unexpected argument '${rest.join(' ')}'`);
   if (values.prompt === undefined) throw new UsageError('--prompt is required');
+  // The generator takes an empty prompt (the webui does); the CLI asks for one.
+  if (values.prompt.trim() === '') throw new UsageError(`--prompt must be Latin-1 text of 1 to ${String(MAX_PROMPT_LENGTH)} characters, got ${quote(values.prompt)}`);
+  let chosen: { readonly sampler: string; readonly scheduler: string };
+  try {
+    chosen = resolveSampler(values.sampler ?? DEFAULTS.sampler, values.scheduler);
+  } catch (error) {
+    const scheduler = values.scheduler !== undefined && (error as Error).message.startsWith('Expected `scheduler`');
+    throw scheduler
+      ? new UsageError(`--scheduler must be one of ${SCHEDULERS.map((known) => known.label).join(', ')}, got ${quote(values.scheduler ?? '')}`)
+      : new UsageError(`--sampler must be one of ${SAMPLERS.map((known) => known.name).join(', ')} (or a webui alias), got ${quote(values.sampler ?? '')}`);
+  }
 
   const [width, height] = values.size === undefined ? [DEFAULTS.width, DEFAULTS.height] : parseSize(values.size);
   const input = {
@@ -151,6 +170,7 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv = p
     width,
     height,
     outDir: values.out ?? DEFAULTS.outDir,
+    ...chosen,
   };
   let params: GenerationParams;
   try {

@@ -1,3 +1,8 @@
+import { base64Bytes, decodeImage } from './png.js';
+import type { RgbImage } from './render.js';
+import { DEFAULT_SAMPLER, DEFAULT_SCHEDULER, findSampler, SAMPLERS } from './samplers.js';
+import { findScheduler, SCHEDULERS } from './schedules.js';
+
 /**
  * What a generation request may say, before the prepare phase fills in defaults. Every field
  * but `prompt` is optional.
@@ -10,7 +15,27 @@ export interface GenerationInput {
   readonly height?: number | undefined;
   /** The folder the PNG is written to, made when missing. */
   readonly outDir?: string | undefined;
+  /** A sampler name or alias (`Euler a`, `k_euler_a`, `DPM++ 2M Karras`). @default 'DPM++ 2M' */
+  readonly sampler?: string | undefined;
+  /** A scheduler name or label (`karras`, `Karras`). @default 'Automatic' */
+  readonly scheduler?: string | undefined;
+  /**
+   * img2img: the image to start from, a base64 PNG or JPEG with or without a `data:` prefix
+   * (plain text, so the request can cross a queue); any size, fitted to `width` × `height`.
+   */
+  readonly initImage?: string | undefined;
+  /** img2img: how much of the schedule to walk, 0 (keep the image) to 1 (ignore it). @default 0.75 */
+  readonly denoisingStrength?: number | undefined;
+  /** img2img: 0 stretch, 1 crop to fill, 2 fit and fill the bars (the webui's `resize_mode`). @default 0 */
+  readonly resizeMode?: number | undefined;
+  /** Write the PNG to `outDir` (`true`), or only return it in the result (`false`). @default true */
+  readonly save?: boolean | undefined;
+  /** A live preview every this many steps for this run, 0 for none; the runner's `previewEvery` when absent. */
+  readonly previewEvery?: number | undefined;
 }
+
+/** How an init image is fitted to the output size (the webui's `resize_mode` 0 to 2). */
+export type ResizeMode = 0 | 1 | 2;
 
 /** A request after the prepare phase: defaults filled in, every bound checked. */
 export interface GenerationParams {
@@ -20,6 +45,16 @@ export interface GenerationParams {
   readonly width: number;
   readonly height: number;
   readonly outDir: string;
+  /** The sampler's webui name (`Euler a`), aliases resolved. */
+  readonly sampler: string;
+  /** The scheduler's webui label (`Karras`, `Automatic`). */
+  readonly scheduler: string;
+  /** img2img: the decoded init image (`initImage` of the input). */
+  readonly init: RgbImage | undefined;
+  readonly denoisingStrength: number;
+  readonly resizeMode: ResizeMode;
+  readonly save: boolean;
+  readonly previewEvery: number | undefined;
 }
 
 /** One numeric parameter's range, shared by the prepare phase and the CLI's messages. */
@@ -40,13 +75,16 @@ export const BOUNDS = {
   size: { min: 8, max: 2048, multipleOf: 8 },
 } as const satisfies Record<string, IntegerBound>;
 
-/** The defaults the prepare phase fills in. */
+/** The defaults the prepare phase fills in (the sampler and scheduler the webui starts with). */
 export const DEFAULTS = {
   seed: 1234,
   steps: 30,
   width: 512,
   height: 512,
   outDir: 'out',
+  sampler: DEFAULT_SAMPLER,
+  scheduler: DEFAULT_SCHEDULER,
+  denoisingStrength: 0.75,
 } as const;
 
 /** The longest prompt accepted, in characters. */
@@ -79,9 +117,10 @@ export function normaliseGeneration(input: GenerationInput): GenerationParams {
     throw new TypeError(`Expected the request's \`processing\` to be an object like { prompt }, got ${describe(input)}`);
   }
   const prompt = typeof input.prompt === 'string' ? input.prompt.trim() : input.prompt;
-  if (typeof prompt !== 'string' || prompt.length === 0 || prompt.length > MAX_PROMPT_LENGTH || !PROMPT_CHARACTERS.test(prompt)) {
+  // Empty is allowed, as the webui allows it (the CLI and the /v1 API ask for text themselves).
+  if (typeof prompt !== 'string' || prompt.length > MAX_PROMPT_LENGTH || !PROMPT_CHARACTERS.test(prompt)) {
     throw new TypeError(
-      `Expected \`prompt\` to be Latin-1 text of 1 to ${String(MAX_PROMPT_LENGTH)} characters (a PNG tEXt chunk holds no other), got ${describe(input.prompt)}`,
+      `Expected \`prompt\` to be Latin-1 text of at most ${String(MAX_PROMPT_LENGTH)} characters (a PNG tEXt chunk holds no other), got ${describe(input.prompt)}`,
     );
   }
   const seed = input.seed ?? DEFAULTS.seed;
@@ -96,16 +135,79 @@ export function normaliseGeneration(input: GenerationInput): GenerationParams {
   if (typeof outDir !== 'string' || outDir.length === 0) {
     throw new TypeError(`Expected \`outDir\` to be a non-empty path, got ${describe(outDir)}`);
   }
-  return { prompt, seed, steps, width, height, outDir };
+  const { sampler, scheduler } = resolveSampler(input.sampler ?? DEFAULTS.sampler, input.scheduler);
+  let init: RgbImage | undefined;
+  if (input.initImage !== undefined) {
+    if (typeof input.initImage !== 'string') throw new TypeError(`Expected \`initImage\` to be a base64 PNG or JPEG, got ${describe(input.initImage)}`);
+    try {
+      init = decodeImage(base64Bytes(input.initImage));
+    } catch (error) {
+      throw new TypeError(`Expected \`initImage\` to be a base64 PNG or JPEG: ${(error as Error).message}`, { cause: error });
+    }
+  }
+  const denoisingStrength = input.denoisingStrength ?? DEFAULTS.denoisingStrength;
+  if (typeof denoisingStrength !== 'number' || !(denoisingStrength >= 0 && denoisingStrength <= 1)) {
+    throw new TypeError(`Expected \`denoisingStrength\` to be a number from 0 to 1, got ${describe(denoisingStrength)}`);
+  }
+  const resizeMode = input.resizeMode ?? 0;
+  if (resizeMode !== 0 && resizeMode !== 1 && resizeMode !== 2) {
+    throw new TypeError(`Expected \`resizeMode\` to be 0, 1 or 2, got ${describe(resizeMode)}`);
+  }
+  const save = input.save ?? true;
+  if (typeof save !== 'boolean') throw new TypeError(`Expected \`save\` to be a boolean, got ${describe(save)}`);
+  const previewEvery = input.previewEvery;
+  if (previewEvery !== undefined && !(Number.isSafeInteger(previewEvery) && previewEvery >= 0)) {
+    throw new TypeError(`Expected \`previewEvery\` to be a whole number from 0 up, got ${describe(previewEvery)}`);
+  }
+  return { prompt, seed, steps, width, height, outDir, sampler, scheduler, init, denoisingStrength, resizeMode, save, previewEvery };
 }
+
+/**
+ * A sampler and scheduler as the webui resolves them (`get_sampler_and_scheduler`): a
+ * sampler name may end in a scheduler's label or name (`Euler a Karras`, the names of webui
+ * 1.8 and older), which then wins over `scheduler`, and is `Automatic` when it is the
+ * sampler's own (`DPM++ 2M Karras`); aliases in any case (`k_euler_a`) are accepted too. An
+ * unknown name is an error here, where webui 1.10 quietly takes its default. Returns the
+ * sampler's name and the scheduler's label.
+ *
+ * @throws TypeError naming the sampler or scheduler that is not known.
+ */
+export function resolveSampler(samplerName: string, schedulerName: string | undefined): { readonly sampler: string; readonly scheduler: string } {
+  if (typeof samplerName !== 'string') throw new TypeError(`Expected \`sampler\` to be a sampler name, got ${describe(samplerName)}`);
+  if (schedulerName !== undefined && typeof schedulerName !== 'string') throw new TypeError(`Expected \`scheduler\` to be a scheduler name, got ${describe(schedulerName)}`);
+  let name = samplerName;
+  let scheduler = schedulerName === undefined || schedulerName === '' ? undefined : findScheduler(schedulerName);
+  if (schedulerName !== undefined && schedulerName !== '' && scheduler === undefined) {
+    throw new TypeError(`Expected \`scheduler\` to be one of ${SCHEDULERS.map((known) => known.label).join(', ')}, got ${describe(schedulerName)}`);
+  }
+  if (findSampler(name) === undefined) {
+    for (const candidate of SCHEDULERS) {
+      const suffix = [candidate.label, candidate.name, ...candidate.aliases].find((option) => name.endsWith(` ${option}`));
+      if (suffix !== undefined) {
+        name = name.slice(0, -(suffix.length + 1));
+        scheduler = candidate;
+        break;
+      }
+    }
+  }
+  const sampler = findSampler(name);
+  if (sampler === undefined) {
+    throw new TypeError(`Expected \`sampler\` to be one of ${SAMPLERS.map((known) => known.name).join(', ')}, got ${describe(samplerName)}`);
+  }
+  // An old name whose scheduler is the sampler's own is its Automatic (`DPM++ 2M Karras`), as the webui reads it.
+  if (name !== samplerName && scheduler?.name === sampler.options.scheduler) scheduler = undefined;
+  return { sampler: sampler.name, scheduler: scheduler?.label ?? DEFAULT_SCHEDULER };
+}
+
 
 /**
  * The parameters in the infotext form image-generation tools write into a PNG's `parameters`
  * text chunk: the prompt, then one line of `Key: value` pairs.
  */
 export function formatInfotext(params: GenerationParams): string {
-  const { prompt, steps, seed, width, height } = params;
-  return `${prompt}\nSteps: ${String(steps)}, Sampler: DDIM, Schedule type: Cubic, Seed: ${String(seed)}, Size: ${String(width)}x${String(height)}, Model: ${MODEL_NAME}`;
+  const { prompt, steps, seed, width, height, sampler, scheduler, init, denoisingStrength } = params;
+  const strength = init === undefined ? '' : `, Denoising strength: ${String(denoisingStrength)}`;
+  return `${prompt}\nSteps: ${String(steps)}, Sampler: ${sampler}, Schedule type: ${scheduler}, Seed: ${String(seed)}, Size: ${String(width)}x${String(height)}, Model: ${MODEL_NAME}${strength}`;
 }
 
 /** Reads an infotext back: the prompt (every line but the last) and the last line's pairs. */

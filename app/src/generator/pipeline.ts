@@ -5,8 +5,8 @@ import { isAbsolute, join, resolve } from 'node:path';
 import { ProcessingRunner, type ProcessingRequestLike, type ProcessingState, type RunContext } from 'processing-runner';
 
 import { formatInfotext, normaliseGeneration, type GenerationInput, type GenerationParams } from './params.js';
-import { encodePng, previewDataUri, sha256 } from './png.js';
-import { renderDemoImage } from './render.js';
+import { encodePng, pngDataUri, previewDataUri, sha256 } from './png.js';
+import { renderDemoImage, type StoppedImage } from './render.js';
 
 /**
  * What a generation run returns. After execute the PNG exists in memory only (`path` is
@@ -21,6 +21,8 @@ export interface GeneratedImage {
   readonly parameters: string;
   /** The SHA-256 of the PNG file's bytes, in hex. */
   readonly sha256: string;
+  /** The PNG in base64, only when the request asked not to save it (`save: false`); `path` is then `null`. */
+  readonly png?: string | undefined;
 }
 
 /** Options of `DemoImageRunner`. */
@@ -50,14 +52,20 @@ export interface DemoImageRunnerOptions {
 
 /** What a progress update's `info` holds on the steps that carry a preview. */
 export interface PreviewInfo {
-  /** A small PNG of the current sample, as a `data:` URI. */
+  /**
+   * A small PNG of the denoiser's current prediction, as a `data:` URI. On the last update of
+   * a stopped run (`stopped: true`), the full-size image as it stood, with its infotext.
+   */
   readonly preview: string;
+  /** Set on the one update a stop (interrupt, skip, cancel) sends before the run ends. */
+  readonly stopped?: true;
 }
 
 /**
  * The demo pipeline: prepare checks the request and fills in defaults, execute runs the demo
  * generator and encodes the PNG, finalize writes it atomically (a temporary file, then a
- * rename), so a cancelled or failed run leaves no file behind.
+ * rename), so a cancelled or failed run leaves no file behind. A request with `save: false`
+ * writes nothing: its PNG comes back in the result's `png` (base64).
  */
 export class DemoImageRunner extends ProcessingRunner<GenerationInput, GeneratedImage> {
   /** The normalised parameters of each run prepare has seen. */
@@ -92,15 +100,19 @@ export class DemoImageRunner extends ProcessingRunner<GenerationInput, Generated
 
   override async execute(state: ProcessingState<GenerationInput>, context: RunContext): Promise<GeneratedImage> {
     const params = this.#paramsOf(state);
-    const image = await renderDemoImage(params, context, { previewEvery: this.#previewEvery, encodePreview: previewDataUri, stepDelayMs: this.#stepDelayMs });
     const parameters = formatInfotext(params);
+    const encodeStopped = (stopped: StoppedImage): PreviewInfo => ({ preview: pngDataUri(encodePng(stopped.image, parameters)), stopped: true });
+    const image = await renderDemoImage(params, context, { previewEvery: params.previewEvery ?? this.#previewEvery, encodePreview: previewDataUri, encodeStopped, stepDelayMs: this.#stepDelayMs });
     const png = encodePng(image, parameters);
+    const result = { path: null, width: image.width, height: image.height, seed: params.seed, parameters, sha256: sha256(png) };
+    if (!params.save) return { ...result, png: Buffer.from(png).toString('base64') };
     this.#encoded.set(state, png);
-    return { path: null, width: image.width, height: image.height, seed: params.seed, parameters, sha256: sha256(png) };
+    return result;
   }
 
   override async finalize(state: ProcessingState<GenerationInput>, result: GeneratedImage): Promise<GeneratedImage> {
     const params = this.#paramsOf(state);
+    if (!params.save) return result;
     const png = this.#encoded.get(state);
     if (png === undefined) throw new TypeError('Expected execute() to have encoded this run, got no PNG');
     this.#encoded.delete(state);

@@ -1,6 +1,7 @@
 import type { RunContext } from 'processing-runner';
 
-import type { GenerationParams } from './params.js';
+import type { GenerationParams, ResizeMode } from './params.js';
+import { runSampler, samplerSigmas, type Denoiser } from './samplers.js';
 
 /** An 8-bit RGB image, rows top to bottom, three bytes a pixel. */
 export interface RgbImage {
@@ -27,81 +28,205 @@ export interface RenderOptions {
    * @default 0
    */
   readonly stepDelayMs?: number | undefined;
+  /**
+   * Turns the image as it stood when a stop ended the sampling into the `info` of one last
+   * progress update (the pipeline makes a full-size PNG with its infotext). Not called on success.
+   */
+  readonly encodeStopped?: ((stopped: StoppedImage) => unknown) | undefined;
 }
 
 /** The longest side of a preview, in pixels: enough to see the picture settle, small to send. */
 export const PREVIEW_MAX_SIDE = 64;
 
-/**
- * The demo generator: a DDIM-style sampling loop on real pixels, with a procedural scene in
- * place of a model. It starts from seeded Gaussian noise and, at each of `steps` steps,
- * predicts the clean image (the scene blurred coarse-to-fine, plus a share of the current
- * sample) and takes one deterministic DDIM step towards it. Not a model: the prompt only picks
- * colours (colour words such as "dusk" or "forest", otherwise a hash) and the seed the layout.
- *
- * Deterministic by construction: a seeded PRNG, and only `+ - * /`, `Math.sqrt`,
- * `Math.floor`, `Math.round` and `Math.imul` (exact in IEEE 754, so the same on every
- * platform), in a fixed order. Yields to the event loop after each step, so a signal can
- * abort it and a progress bar can draw.
- *
- * @throws The signal's reason when `context.signal` aborts (checked before every step).
- */
-export async function renderDemoImage(params: GenerationParams, context: RunContext, options: RenderOptions = {}): Promise<RgbImage> {
-  const { width, height, steps } = params;
-  const { previewEvery = 0, encodePreview, stepDelayMs = 0 } = options;
-  const { signal, reportProgress } = context;
-  const size = width * height;
-  const scene = paintScene(params);
-  const sample = new Float32Array(3 * size);
-  const random = sfc32(mix(hashText(params.prompt), params.seed ^ 0x9e3779b9));
-  for (let index = 0; index < sample.length; index++) sample[index] = gaussian(random);
-
-  const predicted = new Float32Array(3 * size);
-  const sharp = new Float32Array(3 * size);
-  const scratch = new Float32Array(size);
-  const maxRadius = Math.max(1, Math.floor(Math.max(width, height) / 12));
-  reportProgress({ step: 0, total: steps, info: 'noise' });
-  for (let step = 1; step <= steps; step++) {
-    signal.throwIfAborted();
-    const noiseLevel = (steps - step + 1) / steps;
-    const nextLevel = (steps - step) / steps;
-    const alphaBar = cubicSchedule(noiseLevel);
-    const nextAlphaBar = cubicSchedule(nextLevel);
-    // Coarse to fine, as a diffusion sampler settles large shapes first.
-    const radius = Math.floor(maxRadius * noiseLevel * noiseLevel);
-    predicted.set(scene);
-    boxBlur(predicted, width, height, radius, scratch);
-    boxBlur(predicted, width, height, radius, scratch);
-    // The "model" also looks at the sample, less so as the noise goes, which leaves the grain.
-    sharp.set(sample);
-    boxBlur(sharp, width, height, 1, scratch);
-    const selfWeight = 0.3 * Math.sqrt(1 - alphaBar);
-    const rootAlpha = Math.sqrt(alphaBar);
-    const rootOneMinus = Math.sqrt(1 - alphaBar);
-    const rootNextAlpha = Math.sqrt(nextAlphaBar);
-    const rootNextOneMinus = Math.sqrt(1 - nextAlphaBar);
-    for (let index = 0; index < sample.length; index++) {
-      const x = sample[index] ?? 0;
-      const target = predicted[index] ?? 0;
-      const clean = target + selfWeight * ((sharp[index] ?? 0) - target);
-      // DDIM (eta 0): the noise the sample must hold if `clean` is right, carried one step on.
-      const noise = rootOneMinus === 0 ? 0 : (x - rootAlpha * clean) / rootOneMinus;
-      sample[index] = rootNextAlpha * clean + rootNextOneMinus * noise;
-    }
-    if (previewEvery > 0 && encodePreview !== undefined && (step % previewEvery === 0 || step === steps)) {
-      reportProgress({ step, total: steps, info: { preview: encodePreview(downscale(sample, width, height)) } });
-    } else {
-      reportProgress({ step, total: steps });
-    }
-    await (stepDelayMs > 0 ? pause(stepDelayMs, signal) : new Promise<void>((resolve) => setImmediate(resolve)));
-  }
-  signal.throwIfAborted();
-  return { width, height, data: toRgb(sample, size) };
+/** What `renderDemoImage()` reports when a stop (interrupt, skip, cancel) ends the sampling. */
+export interface StoppedImage {
+  /** The image as it stood: the denoiser's last prediction of the clean image. */
+  readonly image: RgbImage;
+  /** The steps done. */
+  readonly step: number;
 }
 
 /**
- * The current sample, shrunk so its longer side is at most `PREVIEW_MAX_SIDE` (each preview
- * pixel the mean of the block it covers). Reads `sample` only.
+ * The demo generator: a real sampler (`samplers.ts`) over a noise schedule (`schedules.ts`),
+ * driving a procedural denoiser in place of a model. The sample starts as seeded Gaussian
+ * noise scaled to the schedule's first level (txt2img), or as the init image plus that much
+ * noise (img2img: the tail of the schedule `denoisingStrength` picks, as the webui does). At
+ * each step the denoiser predicts the clean image: the scene, blurred coarse-to-fine with the
+ * noise level, corrected band by band (large shapes, mid-sized detail, pixels) by what the
+ * sample says, each with the weight a Gaussian prior around the scene gives it, so that at
+ * high noise it draws the scene and at low noise it keeps what the sample holds. Not a model: the prompt only picks colours (colour words such
+ * as "dusk" or "forest", otherwise a hash) and the seed the layout.
+ *
+ * Deterministic: a seeded PRNG for the initial noise and every draw of the ancestral and SDE
+ * samplers (in step order), and per-pixel arithmetic in `+ - * /` in a fixed order. Yields to
+ * the event loop after each step, so a signal can abort it and a progress bar can draw; the
+ * live preview is the denoiser's current prediction (the webui's "denoised" preview).
+ *
+ * @throws The signal's reason when `context.signal` aborts (checked before every step), after
+ *   reporting the image as it stood through `options.encodeStopped`.
+ */
+export async function renderDemoImage(params: GenerationParams, context: RunContext, options: RenderOptions = {}): Promise<RgbImage> {
+  const { width, height } = params;
+  const { previewEvery = 0, encodePreview, encodeStopped, stepDelayMs = 0 } = options;
+  const { signal, reportProgress } = context;
+  const size = width * height;
+  const random = sfc32(mix(hashText(params.prompt), params.seed ^ 0x9e3779b9));
+  const fillNoise = (buffer: Float32Array): void => {
+    for (let index = 0; index < buffer.length; index++) buffer[index] = gaussian(random);
+  };
+  const init = params.init;
+  const strength = params.denoisingStrength;
+  if (init !== undefined && strength === 0) {
+    // No step at all (so no progress to report): strength 0 keeps the input.
+    return { width, height, data: toRgb(resizeInit(init, width, height, params.resizeMode), size) };
+  }
+  const allSigmas = samplerSigmas(params.sampler, params.scheduler, params.steps);
+  const sigmas = init === undefined || strength >= 1 ? allSigmas : img2imgTail(allSigmas, strength);
+  const total = sigmas.length - 1;
+  const x = new Float32Array(3 * size);
+  fillNoise(x);
+  const start = sigmas[0] ?? 0;
+  if (init !== undefined && strength < 1) {
+    const base = resizeInit(init, width, height, params.resizeMode);
+    for (let index = 0; index < x.length; index++) x[index] = (base[index] ?? 0) + (x[index] ?? 0) * start;
+  } else {
+    for (let index = 0; index < x.length; index++) x[index] = (x[index] ?? 0) * start;
+  }
+  const denoise = createDemoDenoiser(paintScene(params), width, height);
+  let latest: Float32Array = x.slice();
+  let done = 0;
+  reportProgress({ step: 0, total, info: 'noise' });
+  try {
+    signal.throwIfAborted();
+    const result = await runSampler(params.sampler, x, {
+      denoise,
+      sigmas,
+      fillNoise,
+      onStep: async (index, denoised) => {
+        latest = denoised;
+        done = index + 1;
+        if (previewEvery > 0 && encodePreview !== undefined && (done % previewEvery === 0 || done === total)) {
+          reportProgress({ step: done, total, info: { preview: encodePreview(downscale(denoised, width, height)) } });
+        } else {
+          reportProgress({ step: done, total });
+        }
+        await (stepDelayMs > 0 ? pause(stepDelayMs, signal) : new Promise<void>((resolve) => setImmediate(resolve)));
+        signal.throwIfAborted();
+      },
+    });
+    return { width, height, data: toRgb(result, size) };
+  } catch (error) {
+    if (signal.aborted && encodeStopped !== undefined) {
+      reportProgress({ step: done, total, info: encodeStopped({ image: { width, height, data: toRgb(latest, size) }, step: done }) });
+    }
+    throw error;
+  }
+}
+
+/**
+ * The tail of the schedule img2img walks, as the webui's `sample_img2img` takes it: with
+ * `t_enc = floor(min(strength, 0.999) · steps)`, the last `t_enc + 1` levels and the final
+ * one. `steps` is the schedule's own count (DDIM's timesteps may be more than asked for).
+ */
+export function img2imgTail(sigmas: readonly number[], strength: number): number[] {
+  const steps = sigmas.length - 1;
+  const encoded = Math.floor(Math.min(strength, 0.999) * steps);
+  return sigmas.slice(steps - encoded - 1);
+}
+
+/**
+ * How far, squared and in [-1, 1] units, the clean image may stray from the scene in each band
+ * of detail the denoiser tells apart: large shapes, mid-sized detail, single pixels.
+ */
+const PRIOR_VARIANCE = { coarse: 0.01, middle: 0.004, pixel: 0.002 } as const;
+
+/**
+ * The demo's "model", as a denoiser D(x, sigma) in the variance-exploding form. It predicts
+ * the scene (blurred coarse-to-fine as the noise falls), corrected by what the sample says
+ * about how the clean image differs from it, band by band: the difference d = x − scene is
+ * split into large shapes (a box blur of radius R), mid-sized detail (a 3 × 3 box minus the
+ * large shapes) and single pixels (the rest). Each band is kept with the weight a Gaussian
+ * prior gives it against the noise left in that band, k = s² / (s² + sigma² / n), n the
+ * number of pixels its blur averages (Wiener's posterior mean): at high noise only large
+ * shapes of the sample count (which lets the seed vary the composition and lets img2img keep
+ * the init image's layout), at low noise everything does, as a real model keeps an almost
+ * clean sample as it is.
+ */
+function createDemoDenoiser(scene: Float32Array, width: number, height: number): Denoiser {
+  const size = width * height;
+  const maxRadius = Math.max(1, Math.floor(Math.max(width, height) / 12));
+  const coarseRadius = Math.max(1, Math.floor(Math.max(width, height) / 32));
+  const coarseCount = (2 * coarseRadius + 1) * (2 * coarseRadius + 1);
+  const target = new Float32Array(3 * size);
+  const coarse = new Float32Array(3 * size);
+  const middle = new Float32Array(3 * size);
+  const scratch = new Float32Array(size);
+  let targetRadius = -1;
+  return (x, sigma) => {
+    const level = sigma / Math.sqrt(1 + sigma * sigma);
+    // Coarse to fine, as a diffusion model settles large shapes first; sharp below sigma ≈ 0.5.
+    const radius = Math.floor(maxRadius * level * level * level * level);
+    if (radius !== targetRadius) {
+      target.set(scene);
+      boxBlur(target, width, height, radius, scratch);
+      boxBlur(target, width, height, radius, scratch);
+      targetRadius = radius;
+    }
+    const variance = sigma * sigma;
+    const keepCoarse = PRIOR_VARIANCE.coarse / (PRIOR_VARIANCE.coarse + variance / coarseCount);
+    const keepMiddle = PRIOR_VARIANCE.middle / (PRIOR_VARIANCE.middle + variance / 9);
+    const keepPixel = PRIOR_VARIANCE.pixel / (PRIOR_VARIANCE.pixel + variance);
+    for (let index = 0; index < x.length; index++) coarse[index] = (x[index] ?? 0) - (target[index] ?? 0);
+    middle.set(coarse);
+    boxBlur(coarse, width, height, coarseRadius, scratch);
+    boxBlur(middle, width, height, 1, scratch);
+    const denoised = new Float32Array(x.length);
+    for (let index = 0; index < x.length; index++) {
+      const large = coarse[index] ?? 0;
+      const mid = middle[index] ?? 0;
+      const difference = (x[index] ?? 0) - (target[index] ?? 0);
+      denoised[index] = (target[index] ?? 0) + keepCoarse * large + keepMiddle * (mid - large) + keepPixel * (difference - mid);
+    }
+    return denoised;
+  };
+}
+
+/**
+ * An init image as planar [-1, 1] channels of `width` × `height`, after the webui's
+ * `resize_mode`: 0 stretches, 1 scales to cover and crops the middle, 2 scales to fit and
+ * fills the bars by stretching the image's edge pixels. Nearest-neighbour sampling.
+ */
+export function resizeInit(image: RgbImage, width: number, height: number, mode: ResizeMode): Float32Array {
+  const size = width * height;
+  const planes = new Float32Array(3 * size);
+  const ratio = width / height;
+  const sourceRatio = image.width / image.height;
+  let scaledWidth = width;
+  let scaledHeight = height;
+  if (mode === 1) {
+    scaledWidth = ratio > sourceRatio ? width : Math.floor((image.width * height) / image.height);
+    scaledHeight = ratio > sourceRatio ? Math.floor((image.height * width) / image.width) : height;
+  } else if (mode === 2) {
+    scaledWidth = ratio < sourceRatio ? width : Math.floor((image.width * height) / image.height);
+    scaledHeight = ratio < sourceRatio ? Math.floor((image.height * width) / image.width) : height;
+  }
+  const offsetX = Math.floor((width - scaledWidth) / 2);
+  const offsetY = Math.floor((height - scaledHeight) / 2);
+  for (let row = 0; row < height; row++) {
+    const sy = clamp(Math.floor(((row - offsetY + 0.5) * image.height) / scaledHeight), image.height - 1);
+    for (let column = 0; column < width; column++) {
+      const sx = clamp(Math.floor(((column - offsetX + 0.5) * image.width) / scaledWidth), image.width - 1);
+      const source = 3 * (sy * image.width + sx);
+      const pixel = row * width + column;
+      for (let channel = 0; channel < 3; channel++) planes[channel * size + pixel] = (image.data[source + channel] ?? 0) / 127.5 - 1;
+    }
+  }
+  return planes;
+}
+
+/**
+ * Planar [-1, 1] channels (a sample or a prediction), shrunk so the longer side is at most
+ * `PREVIEW_MAX_SIDE` (each preview pixel the mean of the block it covers). Reads `sample` only.
  */
 export function downscale(sample: Float32Array, width: number, height: number): RgbImage {
   const factor = Math.max(1, Math.ceil(Math.max(width, height) / PREVIEW_MAX_SIDE));
@@ -136,12 +261,6 @@ function pause(ms: number, signal: AbortSignal): Promise<void> {
     const timer = setTimeout(done, ms);
     signal.addEventListener('abort', done, { once: true });
   });
-}
-
-/** Signal share at noise level `t` (1 = pure noise, 0 = clean): (1 - t)³. */
-function cubicSchedule(t: number): number {
-  const clean = 1 - t;
-  return clean * clean * clean;
 }
 
 /** Planar [-1, 1] channels to interleaved 8-bit RGB. */

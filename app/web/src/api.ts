@@ -5,7 +5,7 @@
  */
 
 /** A run's status, as `GET /v1/runs/:id` reports it. */
-export type RunStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
+export type RunStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled' | 'interrupted';
 
 /** Progress of a run, as the API reports it. */
 export interface RunProgress {
@@ -34,6 +34,8 @@ export interface RunParameters {
   readonly steps: number;
   readonly width: number;
   readonly height: number;
+  readonly sampler?: string;
+  readonly scheduler?: string;
 }
 
 /** One run, as `GET /v1/runs/:id` and `GET /v1/runs` return it. */
@@ -61,6 +63,8 @@ export interface RunInput {
   readonly steps?: number;
   readonly width?: number;
   readonly height?: number;
+  readonly sampler?: string;
+  readonly scheduler?: string;
 }
 
 /** What `POST /v1/runs` answers with `202`. */
@@ -93,7 +97,7 @@ export type AskForKey = (reason: 'missing' | 'refused') => Promise<string>;
 const KEY_STORAGE = 'processing-runner.api-key';
 
 /** The statuses after which a run never changes again. */
-export const TERMINAL: ReadonlySet<RunStatus> = new Set(['succeeded', 'failed', 'cancelled']);
+export const TERMINAL: ReadonlySet<RunStatus> = new Set(['succeeded', 'failed', 'cancelled', 'interrupted']);
 
 export class ApiClient {
   readonly #askForKey: AskForKey;

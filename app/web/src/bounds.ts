@@ -25,3 +25,11 @@ export const SIZE_PRESETS: readonly (readonly [width: number, height: number])[]
   [128, 128],
   [64, 64],
 ];
+
+/**
+ * The samplers and schedulers the server has, by their stable-diffusion-webui names, in its
+ * order (`GET /sdapi/v1/samplers`, `/schedulers`); a test holds them equal to the server's.
+ * The first of each is what the server uses when none is given.
+ */
+export const SAMPLER_NAMES: readonly string[] = ['DPM++ 2M', 'DPM++ SDE', 'DPM++ 2M SDE', 'DPM++ 2M SDE Heun', 'DPM++ 2S a', 'Euler a', 'Euler', 'LMS', 'Heun', 'DPM2', 'DPM2 a', 'DDIM'];
+export const SCHEDULER_LABELS: readonly string[] = ['Automatic', 'Uniform', 'Karras', 'Exponential', 'Polyexponential', 'SGM Uniform', 'KL Optimal', 'Simple', 'Normal', 'DDIM'];

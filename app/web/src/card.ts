@@ -20,7 +20,7 @@ export interface KnownRequest {
 }
 
 /** The SSE events of `GET /v1/runs/:id/events`, each carrying JSON data. */
-const EVENT_TYPES = ['queued', 'start', 'prepare', 'progress', 'execute', 'finalize', 'error', 'cancelled', 'end'] as const;
+const EVENT_TYPES = ['queued', 'start', 'retrying', 'prepare', 'progress', 'execute', 'finalize', 'error', 'cancelled', 'interrupted', 'end'] as const;
 type EventType = (typeof EVENT_TYPES)[number];
 
 /** Where a run is: before it starts, in one of the runner's phases, or past them all. */
@@ -36,7 +36,7 @@ const PHASE_LABELS: Readonly<Record<Phase, string>> = {
 
 const PHASE_RANK: Readonly<Record<Phase, number>> = { waiting: 0, prepare: 1, execute: 2, finalize: 3, done: 4 };
 
-const STATUS_RANK: Readonly<Record<RunStatus, number>> = { queued: 0, running: 1, succeeded: 2, failed: 2, cancelled: 2 };
+const STATUS_RANK: Readonly<Record<RunStatus, number>> = { queued: 0, running: 1, succeeded: 2, failed: 2, cancelled: 2, interrupted: 2 };
 
 const STATUS_LABELS: Readonly<Record<RunStatus, string>> = {
   queued: 'Queued',
@@ -44,6 +44,7 @@ const STATUS_LABELS: Readonly<Record<RunStatus, string>> = {
   succeeded: 'Done',
   failed: 'Failed',
   cancelled: 'Cancelled',
+  interrupted: 'Interrupted',
 };
 
 /** Where a finished run's image is: being fetched, on show, or gone with the server that made it. */
@@ -232,7 +233,16 @@ export class RunCard {
       this.#preview.dataset.step = String(this.#step);
       this.#preview.hidden = false;
     }
-    if ((type === 'error' || type === 'cancelled') && typeof data.message === 'string') this.#showMessage(data.message);
+    if ((type === 'error' || type === 'cancelled' || type === 'interrupted') && typeof data.message === 'string') this.#showMessage(data.message);
+    // A worker was lost: say so while another takes the run over (the progress shown is held).
+    if (type === 'retrying' && typeof data.message === 'string') {
+      this.#retrying = true;
+      this.#showMessage(data.message);
+    } else if (type === 'progress' && this.#retrying) {
+      // The new attempt got past where the lost one was: the run goes on as before.
+      this.#retrying = false;
+      this.#showMessage('');
+    }
     if (type === 'finalize' && this.#status === 'succeeded' && isResult(data.result)) void this.#showResult(data.result);
     if (type === 'end') {
       this.#close();
@@ -259,7 +269,7 @@ export class RunCard {
         if (error instanceof ApiError && error.status === 404) {
           this.#setLost(false);
           this.#setStatus('failed', null);
-          this.#showMessage('The server no longer knows this run (it was restarted).');
+          this.#showMessage('The server no longer knows this run (it was removed, or the server was replaced).');
           return;
         }
       }
@@ -291,7 +301,7 @@ export class RunCard {
       } catch (error) {
         if (error instanceof ApiError && error.status === 404) {
           this.#setLost(false);
-          this.#showMessage('The server no longer knows this run (it was restarted).');
+          this.#showMessage('The server no longer knows this run (it was removed, or the server was replaced).');
           return null;
         }
         const transient = error instanceof TypeError || (error instanceof ApiError && error.status >= 500);
@@ -335,7 +345,7 @@ export class RunCard {
       this.#close();
       this.#setPhase('done');
     }
-    if (status === 'failed' || status === 'cancelled') {
+    if (status === 'failed' || status === 'cancelled' || status === 'interrupted') {
       // Compact: no bar and no picture of a run that will never finish, only why and where it stopped.
       this.#bar.hidden = true;
       this.#preview.hidden = true;
@@ -374,7 +384,7 @@ export class RunCard {
   #setProgress(step: number, total: number, fraction: number, etaSeconds: number | null): void {
     if (step < this.#step) return;
     this.#step = step;
-    const stopped = this.#status === 'failed' || this.#status === 'cancelled';
+    const stopped = this.#status === 'failed' || this.#status === 'cancelled' || this.#status === 'interrupted';
     this.#total = Math.max(total, this.#total);
     const value = this.#status === 'succeeded' ? 100 : Math.max(percent(fraction), Number(this.#bar.getAttribute('aria-valuenow')));
     this.#bar.setAttribute('aria-valuenow', String(value));
@@ -387,6 +397,9 @@ export class RunCard {
     // A CSSOM write, which a CSP without 'unsafe-inline' allows (a style attribute it would not).
     this.#fill.style.transform = `scaleX(${String(value / 100)})`;
   }
+
+  /** Whether the message shown says a lost worker's run is being taken over. */
+  #retrying = false;
 
   #showMessage(text: string): void {
     this.#message.textContent = text;
@@ -454,7 +467,16 @@ export class RunCard {
 function settingsFromInfotext(result: RunResult): FormSettings {
   const { prompt, negative_prompt, fields } = parseInfotext(result.parameters);
   const steps = Number(fields.Steps);
-  return { prompt, negative_prompt, seed: result.seed, steps: Number.isInteger(steps) ? steps : undefined, width: result.width, height: result.height };
+  return {
+    prompt,
+    negative_prompt,
+    seed: result.seed,
+    steps: Number.isInteger(steps) ? steps : undefined,
+    width: result.width,
+    height: result.height,
+    sampler: fields.Sampler,
+    scheduler: fields['Schedule type'],
+  };
 }
 
 /** A run view's prompt: its parameters', or its infotext's once finished. */

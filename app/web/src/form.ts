@@ -1,5 +1,5 @@
 import type { RunInput } from './api.js';
-import { LIMITS, RANDOM_SEED, SIZE_PRESETS } from './bounds.js';
+import { LIMITS, RANDOM_SEED, SAMPLER_NAMES, SCHEDULER_LABELS, SIZE_PRESETS } from './bounds.js';
 import { byId, h } from './dom.js';
 
 type FieldName = 'prompt' | 'negative_prompt' | 'seed' | 'steps' | 'width' | 'height';
@@ -18,6 +18,8 @@ export interface FormSettings {
   readonly steps?: number | undefined;
   readonly width?: number | undefined;
   readonly height?: number | undefined;
+  readonly sampler?: string | undefined;
+  readonly scheduler?: string | undefined;
 }
 
 const CUSTOM = 'custom';
@@ -45,6 +47,8 @@ export class RunForm {
   readonly #seedRandom = byId('seed-random', HTMLInputElement);
   readonly #steps = byId('steps', HTMLInputElement);
   readonly #preset = byId('size-preset', HTMLSelectElement);
+  readonly #sampler = byId('sampler', HTMLSelectElement);
+  readonly #scheduler = byId('scheduler', HTMLSelectElement);
   readonly #width = byId('width', HTMLInputElement);
   readonly #height = byId('height', HTMLInputElement);
   readonly #formError = byId('form-error', HTMLParagraphElement);
@@ -65,6 +69,8 @@ export class RunForm {
       this.#preset.append(h('option', { value: `${String(width)}x${String(height)}` }, `${String(width)} × ${String(height)}`));
     }
     this.#preset.append(h('option', { value: CUSTOM }, 'Custom'));
+    for (const name of SAMPLER_NAMES) this.#sampler.append(h('option', { value: name }, name));
+    for (const label of SCHEDULER_LABELS) this.#scheduler.append(h('option', { value: label }, label));
     this.#applyPreset('512x512');
     this.#preset.addEventListener('change', () => {
       this.#applyPreset(this.#preset.value);
@@ -182,6 +188,8 @@ export class RunForm {
       ...(steps === null ? {} : { steps }),
       ...(width === null ? {} : { width }),
       ...(height === null ? {} : { height }),
+      sampler: this.#sampler.value,
+      scheduler: this.#scheduler.value,
     };
   }
 
@@ -220,6 +228,9 @@ export class RunForm {
     if (settings.steps !== undefined) this.#steps.value = String(settings.steps);
     if (settings.width !== undefined) this.#width.value = String(settings.width);
     if (settings.height !== undefined) this.#height.value = String(settings.height);
+    // A name the list lacks (a run from another server) leaves the select as it is.
+    if (settings.sampler !== undefined && SAMPLER_NAMES.includes(settings.sampler)) this.#sampler.value = settings.sampler;
+    if (settings.scheduler !== undefined && SCHEDULER_LABELS.includes(settings.scheduler)) this.#scheduler.value = settings.scheduler;
     this.#syncPreset();
     this.#save();
     this.clearErrors();

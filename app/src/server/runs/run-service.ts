@@ -1,11 +1,19 @@
 import { randomUUID } from 'node:crypto';
 
+import type { GenerationInput } from '../../generator/params.js';
 import type { RunJob, RunQueue } from '../queue/run-queue.js';
 import { isTerminal, terminalData, type RunEvent, type RunParameters, type RunRecord, type RunStore } from '../store/run-store.js';
 import { describeReason, isShutdown, recordRuns, type RunRecorder, type ServiceRunInput } from './recorder.js';
 
 export type { RunEvent, RunEventName, RunParameters, RunProgressView, RunRecord, RunResult, RunStatusName } from '../store/run-store.js';
 export { isTerminal } from '../store/run-store.js';
+
+/**
+ * What a run may carry for the generator besides its parameters (an init image, img2img's
+ * strength, whether to save): kept with the run where it can be run again from (the run's
+ * `run.json`, or the BullMQ job), out of the record, since an init image is large.
+ */
+export type GenerationExtras = Pick<GenerationInput, 'initImage' | 'denoisingStrength' | 'resizeMode' | 'save' | 'previewEvery'>;
 
 /** Options of `RunService`. */
 export interface RunServiceOptions {
@@ -101,7 +109,8 @@ export class RunService {
         if (record.status === 'running') {
           await this.store.end(record.id, 'interrupted', terminalData(record, 'interrupted', record.phase, this.#now(), 'The service stopped while the run was going; it did not finish'));
         } else {
-          const submitted = await this.queue.submit(this.#job(record.id, record.parameters, undefined), { force: true });
+          const extras = (await this.store.extras(record.id)) as GenerationExtras | undefined;
+          const submitted = await this.queue.submit(this.#job(record.id, record.parameters, undefined, extras), { force: true });
           await this.store.append(record.id, 'queued', { position: submitted.position }, { status: 'queued' });
           this.#settleWhenDone(record.id, submitted.done);
         }
@@ -119,7 +128,7 @@ export class RunService {
    *
    * @throws QueueFullError, QueueClosedError (nothing is kept then).
    */
-  async submit(parameters: RunParameters, traceContext?: Readonly<Record<string, string>>): Promise<RunRecord> {
+  async submit(parameters: RunParameters, traceContext?: Readonly<Record<string, string>>, extras?: GenerationExtras): Promise<RunRecord> {
     const id = randomUUID();
     const createdAt = this.#now();
     // Refused before anything is written when the queue is full or closing.
@@ -130,10 +139,11 @@ export class RunService {
       createdAt,
       deadline: this.#runTimeoutMs === undefined ? undefined : createdAt + this.#runTimeoutMs,
       position: (await this.queue.position(undefined)) ?? 0,
+      extras,
     });
     let submitted;
     try {
-      submitted = await this.queue.submit(this.#job(id, parameters, traceContext));
+      submitted = await this.queue.submit(this.#job(id, parameters, traceContext, extras));
     } catch (error) {
       await this.store.end(id, 'failed', terminalData(created, 'failed', null, this.#now(), error instanceof Error ? error.message : String(error)));
       throw error;
@@ -241,14 +251,17 @@ export class RunService {
     this.#recorder?.();
   }
 
-  #job(id: string, parameters: RunParameters, traceContext: Readonly<Record<string, string>> | undefined): RunJob {
+  #job(id: string, parameters: RunParameters, traceContext: Readonly<Record<string, string>> | undefined, extras: GenerationExtras | undefined): RunJob {
     const processing: ServiceRunInput = {
+      ...extras,
       runId: id,
       prompt: parameters.prompt,
       seed: parameters.seed,
       steps: parameters.steps,
       width: parameters.width,
       height: parameters.height,
+      sampler: parameters.sampler,
+      scheduler: parameters.scheduler,
       // Runs recorded here write into their folder of the store; a worker elsewhere writes under its own --out.
       outDir: this.#recorder === undefined ? id : `${this.#outDir}/${id}`,
     };

@@ -16,6 +16,12 @@ export const CreateRunBody = Type.Object(
     steps: Type.Optional(Type.Integer({ minimum: LIMITS.steps.min, maximum: LIMITS.steps.max, default: 20 })),
     width: Type.Optional(Type.Integer({ minimum: LIMITS.size.min, maximum: LIMITS.size.max, multipleOf: LIMITS.size.multipleOf, default: 512 })),
     height: Type.Optional(Type.Integer({ minimum: LIMITS.size.min, maximum: LIMITS.size.max, multipleOf: LIMITS.size.multipleOf, default: 512 })),
+    sampler: Type.Optional(
+      Type.String({ maxLength: 100, default: 'DPM++ 2M', description: 'A sampler name or alias as stable-diffusion-webui spells it (`Euler a`, `k_euler_a`); see `GET /sdapi/v1/samplers`.' }),
+    ),
+    scheduler: Type.Optional(
+      Type.String({ maxLength: 100, default: 'Automatic', description: 'A scheduler label or name (`Karras`, `karras`); see `GET /sdapi/v1/schedulers`.' }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -57,6 +63,8 @@ export const RunParametersSchema = Type.Object({
   steps: Type.Integer(),
   width: Type.Integer(),
   height: Type.Integer(),
+  sampler: Type.Optional(Type.String()),
+  scheduler: Type.Optional(Type.String()),
 });
 
 export const RunProgressSchema = Type.Object({

@@ -4,51 +4,75 @@
  */
 import { Type, type Static } from '@sinclair/typebox';
 
-import { LIMITS, PROMPT_PATTERN } from './common.js';
+import { LIMITS } from './common.js';
+
+/** Latin-1 text, empty allowed: what a PNG tEXt chunk can hold (the webui takes an empty prompt). */
+const LATIN1_PATTERN = '^[\\n\\u0020-\\u007e\\u00a0-\\u00ff]*$';
+
+/** The most images one request may ask for in one batch, and batches (the webui's own sliders stop there too). */
+export const BATCH_LIMITS = { batchSize: 8, iterations: 100 } as const;
+
+/** Init images and PNGs to read come in base64 inside JSON: these routes take bodies up to this size, in bytes. */
+export const IMAGE_BODY_BYTES = 32 * 1024 * 1024;
 
 /**
- * `POST /sdapi/v1/txt2img`. Every field of the webui's `StableDiffusionProcessingTxt2Img` is
- * accepted with its type; unknown fields are ignored, as pydantic does. The demo generator
- * uses `prompt`, `seed`, `steps`, `width`, `height` (held to the service's bounds);
- * `sampler_name`/`sampler_index` must name a sampler it has; `batch_size` and `n_iter` must be
- * 1; the rest is accepted and ignored.
+ * The fields `StableDiffusionProcessingTxt2Img` and `…Img2Img` share. Every field is accepted
+ * with its type; unknown fields are ignored, as pydantic does, and `null` anywhere means
+ * "not given" (every field of the webui's generated models is `Optional`). The demo generator
+ * uses `prompt` (may be empty), `seed`, `subseed_strength` (0: seeds advance per image),
+ * `steps`, `width`, `height`, `sampler_name`/`sampler_index`, `scheduler`, `batch_size`,
+ * `n_iter`, `send_images`, `save_images`; the rest is accepted and ignored.
  */
+const generationFields = {
+  prompt: Type.Optional(Type.String({ default: '', maxLength: LIMITS.promptLength, pattern: LATIN1_PATTERN })),
+  negative_prompt: Type.Optional(Type.String({ default: '', maxLength: LIMITS.promptLength })),
+  styles: Type.Optional(Type.Array(Type.String())),
+  seed: Type.Optional(Type.Integer({ default: -1, minimum: LIMITS.seed.min, maximum: LIMITS.seed.max })),
+  subseed: Type.Optional(Type.Integer({ default: -1 })),
+  subseed_strength: Type.Optional(Type.Number({ default: 0 })),
+  seed_resize_from_h: Type.Optional(Type.Integer({ default: -1 })),
+  seed_resize_from_w: Type.Optional(Type.Integer({ default: -1 })),
+  sampler_name: Type.Optional(Type.String()),
+  scheduler: Type.Optional(Type.String()),
+  batch_size: Type.Optional(Type.Integer({ default: 1, minimum: 1, maximum: BATCH_LIMITS.batchSize })),
+  n_iter: Type.Optional(Type.Integer({ default: 1, minimum: 1, maximum: BATCH_LIMITS.iterations })),
+  steps: Type.Optional(Type.Integer({ default: 50, minimum: LIMITS.steps.min, maximum: LIMITS.steps.max })),
+  cfg_scale: Type.Optional(Type.Number({ default: 7 })),
+  width: Type.Optional(Type.Integer({ default: 512, minimum: LIMITS.size.min, maximum: LIMITS.size.max, multipleOf: LIMITS.size.multipleOf })),
+  height: Type.Optional(Type.Integer({ default: 512, minimum: LIMITS.size.min, maximum: LIMITS.size.max, multipleOf: LIMITS.size.multipleOf })),
+  restore_faces: Type.Optional(Type.Boolean()),
+  tiling: Type.Optional(Type.Boolean()),
+  do_not_save_samples: Type.Optional(Type.Boolean({ default: false })),
+  do_not_save_grid: Type.Optional(Type.Boolean({ default: false })),
+  eta: Type.Optional(Type.Number()),
+  s_min_uncond: Type.Optional(Type.Number()),
+  s_churn: Type.Optional(Type.Number()),
+  s_tmax: Type.Optional(Type.Number()),
+  s_tmin: Type.Optional(Type.Number()),
+  s_noise: Type.Optional(Type.Number()),
+  override_settings: Type.Optional(Type.Object({}, { additionalProperties: true })),
+  override_settings_restore_afterwards: Type.Optional(Type.Boolean({ default: true })),
+  refiner_checkpoint: Type.Optional(Type.String()),
+  refiner_switch_at: Type.Optional(Type.Number()),
+  disable_extra_networks: Type.Optional(Type.Boolean({ default: false })),
+  firstpass_image: Type.Optional(Type.String()),
+  comments: Type.Optional(Type.Object({}, { additionalProperties: true })),
+  force_task_id: Type.Optional(Type.String()),
+  // No default: the webui's is 'Euler', which would win over a missing `sampler_name`'s default.
+  sampler_index: Type.Optional(Type.String()),
+  script_name: Type.Optional(Type.String()),
+  script_args: Type.Optional(Type.Array(Type.Unknown(), { default: [] })),
+  send_images: Type.Optional(Type.Boolean({ default: true })),
+  save_images: Type.Optional(Type.Boolean({ default: false })),
+  alwayson_scripts: Type.Optional(Type.Object({}, { additionalProperties: true, default: {} })),
+  infotext: Type.Optional(Type.String()),
+};
+
+/** `POST /sdapi/v1/txt2img` (see `generationFields`; the hires-fix fields are accepted and ignored). */
 export const Txt2ImgBody = Type.Object(
   {
-    prompt: Type.String({ default: '', minLength: 1, maxLength: LIMITS.promptLength, pattern: PROMPT_PATTERN }),
-    negative_prompt: Type.Optional(Type.String({ default: '', maxLength: LIMITS.promptLength })),
-    styles: Type.Optional(Type.Array(Type.String())),
-    seed: Type.Optional(Type.Integer({ default: -1, minimum: LIMITS.seed.min, maximum: LIMITS.seed.max })),
-    subseed: Type.Optional(Type.Integer({ default: -1 })),
-    subseed_strength: Type.Optional(Type.Number({ default: 0 })),
-    seed_resize_from_h: Type.Optional(Type.Integer({ default: -1 })),
-    seed_resize_from_w: Type.Optional(Type.Integer({ default: -1 })),
-    sampler_name: Type.Optional(Type.String()),
-    scheduler: Type.Optional(Type.String()),
-    batch_size: Type.Optional(Type.Integer({ default: 1, minimum: 1, maximum: 1 })),
-    n_iter: Type.Optional(Type.Integer({ default: 1, minimum: 1, maximum: 1 })),
-    steps: Type.Optional(Type.Integer({ default: 50, minimum: LIMITS.steps.min, maximum: LIMITS.steps.max })),
-    cfg_scale: Type.Optional(Type.Number({ default: 7 })),
-    width: Type.Optional(Type.Integer({ default: 512, minimum: LIMITS.size.min, maximum: LIMITS.size.max, multipleOf: LIMITS.size.multipleOf })),
-    height: Type.Optional(Type.Integer({ default: 512, minimum: LIMITS.size.min, maximum: LIMITS.size.max, multipleOf: LIMITS.size.multipleOf })),
-    restore_faces: Type.Optional(Type.Boolean()),
-    tiling: Type.Optional(Type.Boolean()),
-    do_not_save_samples: Type.Optional(Type.Boolean({ default: false })),
-    do_not_save_grid: Type.Optional(Type.Boolean({ default: false })),
-    eta: Type.Optional(Type.Number()),
+    ...generationFields,
     denoising_strength: Type.Optional(Type.Number()),
-    s_min_uncond: Type.Optional(Type.Number()),
-    s_churn: Type.Optional(Type.Number()),
-    s_tmax: Type.Optional(Type.Number()),
-    s_tmin: Type.Optional(Type.Number()),
-    s_noise: Type.Optional(Type.Number()),
-    override_settings: Type.Optional(Type.Object({}, { additionalProperties: true })),
-    override_settings_restore_afterwards: Type.Optional(Type.Boolean({ default: true })),
-    refiner_checkpoint: Type.Optional(Type.String()),
-    refiner_switch_at: Type.Optional(Type.Number()),
-    disable_extra_networks: Type.Optional(Type.Boolean({ default: false })),
-    firstpass_image: Type.Optional(Type.String()),
-    comments: Type.Optional(Type.Object({}, { additionalProperties: true })),
     enable_hr: Type.Optional(Type.Boolean({ default: false })),
     firstphase_width: Type.Optional(Type.Integer({ default: 0 })),
     firstphase_height: Type.Optional(Type.Integer({ default: 0 })),
@@ -62,19 +86,40 @@ export const Txt2ImgBody = Type.Object(
     hr_scheduler: Type.Optional(Type.String()),
     hr_prompt: Type.Optional(Type.String({ default: '' })),
     hr_negative_prompt: Type.Optional(Type.String({ default: '' })),
-    force_task_id: Type.Optional(Type.String()),
-    // No default here: the webui's is 'Euler', a sampler the demo does not have, and a missing name means DDIM.
-    sampler_index: Type.Optional(Type.String()),
-    script_name: Type.Optional(Type.String()),
-    script_args: Type.Optional(Type.Array(Type.Unknown(), { default: [] })),
-    send_images: Type.Optional(Type.Boolean({ default: true })),
-    save_images: Type.Optional(Type.Boolean({ default: false })),
-    alwayson_scripts: Type.Optional(Type.Object({}, { additionalProperties: true, default: {} })),
-    infotext: Type.Optional(Type.String()),
   },
   { additionalProperties: true },
 );
 export type Txt2ImgBody = Static<typeof Txt2ImgBody>;
+
+/**
+ * `POST /sdapi/v1/img2img`: the shared fields plus `init_images` (one base64 PNG or JPEG, with
+ * or without a `data:` prefix; a second one is refused, the webui uses only the first too for a
+ * batch), `denoising_strength` (0 keeps the image, 1 ignores it), `resize_mode` 0 to 2 and
+ * `include_init_images`. Inpainting (`mask`) is refused: the demo cannot do it properly.
+ */
+export const Img2ImgBody = Type.Object(
+  {
+    ...generationFields,
+    init_images: Type.Array(Type.String({ minLength: 1 }), { minItems: 1, maxItems: 1 }),
+    denoising_strength: Type.Optional(Type.Number({ default: 0.75, minimum: 0, maximum: 1 })),
+    resize_mode: Type.Optional(Type.Integer({ default: 0, minimum: 0, maximum: 2 })),
+    image_cfg_scale: Type.Optional(Type.Number()),
+    mask: Type.Optional(Type.String()),
+    mask_blur_x: Type.Optional(Type.Integer({ default: 4 })),
+    mask_blur_y: Type.Optional(Type.Integer({ default: 4 })),
+    mask_blur: Type.Optional(Type.Integer()),
+    mask_round: Type.Optional(Type.Boolean({ default: true })),
+    inpainting_fill: Type.Optional(Type.Integer({ default: 0 })),
+    inpaint_full_res: Type.Optional(Type.Boolean({ default: true })),
+    inpaint_full_res_padding: Type.Optional(Type.Integer({ default: 0 })),
+    inpainting_mask_invert: Type.Optional(Type.Integer({ default: 0 })),
+    initial_noise_multiplier: Type.Optional(Type.Number()),
+    latent_mask: Type.Optional(Type.String()),
+    include_init_images: Type.Optional(Type.Boolean({ default: false })),
+  },
+  { additionalProperties: true },
+);
+export type Img2ImgBody = Static<typeof Img2ImgBody>;
 
 export const TextToImageResponse = Type.Object({
   images: Type.Array(Type.String(), { description: 'The generated image in base64 format.' }),
@@ -83,7 +128,8 @@ export const TextToImageResponse = Type.Object({
 });
 export type TextToImageResponse = Static<typeof TextToImageResponse>;
 
-export const ProgressQuery = Type.Object({ skip_current_image: Type.Optional(Type.Boolean({ default: false })) }, { additionalProperties: false });
+// Unknown query parameters are ignored, as FastAPI does (one client sends `skipCurrentImage`).
+export const ProgressQuery = Type.Object({ skip_current_image: Type.Optional(Type.Boolean({ default: false })) }, { additionalProperties: true });
 export type ProgressQuery = Static<typeof ProgressQuery>;
 
 export const ProgressState = Type.Object({
@@ -109,6 +155,21 @@ export const ProgressResponse = Type.Object({
 export type ProgressResponse = Static<typeof ProgressResponse>;
 
 export const SamplerItem = Type.Object({ name: Type.String(), aliases: Type.Array(Type.String()), options: Type.Record(Type.String(), Type.String()) });
+export const SchedulerItem = Type.Object({
+  name: Type.String(),
+  label: Type.String(),
+  aliases: Type.Union([Type.Array(Type.String()), Type.Null()]),
+  default_rho: Type.Number(),
+  need_inner_model: Type.Boolean(),
+});
+
+export const PngInfoBody = Type.Object({ image: Type.String({ minLength: 1, description: 'A base64 PNG (a data: prefix is allowed).' }) }, { additionalProperties: true });
+export type PngInfoBody = Static<typeof PngInfoBody>;
+export const PngInfoResponse = Type.Object({
+  info: Type.String(),
+  items: Type.Record(Type.String(), Type.Unknown()),
+  parameters: Type.Record(Type.String(), Type.Unknown()),
+});
 export const SDModelItem = Type.Object({
   title: Type.String(),
   model_name: Type.String(),

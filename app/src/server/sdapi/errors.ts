@@ -41,7 +41,7 @@ function describe(keyword: string, params: Readonly<Record<string, unknown>>, me
     case 'maxLength':
       return { msg: `ensure this value has at most ${limit} characters`, type: 'value_error.any_str.max_length' };
     case 'pattern':
-      return { msg: 'string does not match regex: Latin-1 text with a character that is not a space', type: 'value_error.str.regex' };
+      return { msg: 'string does not match regex: Latin-1 text only (what a PNG tEXt chunk holds)', type: 'value_error.str.regex' };
     default:
       return { msg: message ?? 'invalid value', type: `value_error.${keyword}` };
   }

@@ -90,7 +90,7 @@ export class DiskRunStore implements RunStore {
     const seq = ++this.#seq;
     const folder = this.#folder(run.id);
     await mkdir(folder, { recursive: true });
-    await writeAtomically(join(folder, RUN_FILE), `${JSON.stringify({ id: run.id, seq, parameters: run.parameters, createdAt: run.createdAt, deadline: run.deadline })}\n`);
+    await writeAtomically(join(folder, RUN_FILE), `${JSON.stringify({ id: run.id, seq, parameters: run.parameters, createdAt: run.createdAt, deadline: run.deadline, extras: run.extras })}\n`);
     const entry: DiskRun = { record: newRecord(run, seq), events: [], image: undefined, preview: undefined, writes: Promise.resolve(), file: undefined };
     this.#runs.set(run.id, entry);
     this.#add(entry, 'queued', { position: run.position });
@@ -136,6 +136,12 @@ export class DiskRunStore implements RunStore {
 
   get(id: string): Promise<RunRecord | undefined> {
     return Promise.resolve(this.#runs.get(id)?.record);
+  }
+
+  async extras(id: string): Promise<Readonly<Record<string, unknown>> | undefined> {
+    if (!this.#runs.has(id)) return undefined;
+    const meta = JSON.parse(await readFile(join(this.#folder(id), RUN_FILE), 'utf8')) as { extras?: Record<string, unknown> };
+    return meta.extras;
   }
 
   list(limit: number, before?: string): Promise<{ readonly runs: RunRecord[]; readonly more: boolean }> {

@@ -157,7 +157,7 @@ export class RedisRunStore implements RunStore {
     const keep = String(this.#retention.maxAgeMs + this.#activeTtlMs);
     await this.#redis
       .multi()
-      .hset(this.#key('run', run.id), 'meta', JSON.stringify(meta), 'status', 'queued', 'attempt', '0', 'fraction', '0', 'last', '0')
+      .hset(this.#key('run', run.id), 'meta', JSON.stringify(meta), 'extras', JSON.stringify(run.extras ?? null), 'status', 'queued', 'attempt', '0', 'fraction', '0', 'last', '0')
       .pexpire(this.#key('run', run.id), this.#activeTtlMs)
       .zadd(`${this.#ns}:runs`, seq, run.id)
       .pexpire(`${this.#ns}:runs`, keep)
@@ -200,6 +200,11 @@ export class RedisRunStore implements RunStore {
     let record = newRecord({ id, parameters: parsed.parameters, createdAt: parsed.createdAt, deadline: parsed.deadline, position: 0 }, parsed.seq);
     for (const event of toEvents(entries)) record = applyEvent(record, event);
     return beat === null ? record : { ...record, heartbeatAt: Number(beat) };
+  }
+
+  async extras(id: string): Promise<Readonly<Record<string, unknown>> | undefined> {
+    const extras = await this.#redis.hget(this.#key('run', id), 'extras');
+    return extras === null ? undefined : ((JSON.parse(extras) as Record<string, unknown> | null) ?? undefined);
   }
 
   async beat(id: string, attempt: number, at: number): Promise<void> {

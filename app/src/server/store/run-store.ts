@@ -40,6 +40,10 @@ export interface RunParameters {
   readonly steps: number;
   readonly width: number;
   readonly height: number;
+  /** The sampler's webui name (`Euler a`); the generator's default when absent. */
+  readonly sampler?: string;
+  /** The scheduler's webui label (`Karras`); `Automatic` when absent. */
+  readonly scheduler?: string;
 }
 
 /** A finished image, as `GET /v1/runs/:id` shows it. */
@@ -96,6 +100,8 @@ export interface NewRun {
   readonly deadline?: number | undefined;
   /** Where the run stands in the queue when it is created (its first event, `queued`). */
   readonly position: number;
+  /** What the run needs to be run again that is not in its record (an init image): kept, not shown. */
+  readonly extras?: Readonly<Record<string, unknown>> | undefined;
 }
 
 /** How an append is guarded, so that late or repeated writers cannot rewrite what was said. */
@@ -153,6 +159,8 @@ export interface RunStore {
    */
   end(id: string, status: TerminalStatus, data: Readonly<Record<string, unknown>>, guard?: AppendGuard): Promise<RunEvent | undefined>;
   get(id: string): Promise<RunRecord | undefined>;
+  /** The `extras` the run was created with, read back to run it again (after a restart). */
+  extras(id: string): Promise<Readonly<Record<string, unknown>> | undefined>;
   /** Newest first, after the run `before` (its id) when given. */
   list(limit: number, before?: string): Promise<{ readonly runs: RunRecord[]; readonly more: boolean }>;
   /** Runs that have not ended, oldest first. */

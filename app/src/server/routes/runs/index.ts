@@ -3,6 +3,7 @@ import { randomInt } from 'node:crypto';
 import type { FastifyPluginCallbackTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 
+import { DEFAULTS, resolveSampler } from '../../../generator/params.js';
 import { QueueClosedError, QueueFullError } from '../../queue/run-queue.js';
 import { isTerminal, type RunRecord, type RunService } from '../../runs/run-service.js';
 import { ErrorBody } from '../../schemas/common.js';
@@ -70,7 +71,13 @@ const runsRoutes: FastifyPluginCallbackTypebox = (app, _options, done) => {
     },
     async (request, reply) => {
       const { prompt, negative_prompt = '', seed = -1, steps = 20, width = 512, height = 512 } = request.body;
-      const parameters = { prompt, negative_prompt, seed: seed === -1 ? randomInt(0, 2 ** 32) : seed, steps, width, height };
+      let chosen: { readonly sampler: string; readonly scheduler: string };
+      try {
+        chosen = resolveSampler(request.body.sampler ?? DEFAULTS.sampler, request.body.scheduler);
+      } catch (error) {
+        return reply.code(400).send({ message: (error as Error).message });
+      }
+      const parameters = { prompt, negative_prompt, seed: seed === -1 ? randomInt(0, 2 ** 32) : seed, steps, width, height, ...chosen };
       let record: RunRecord;
       try {
         record = await runs.submit(parameters, traceContextOf(request));
@@ -148,7 +155,7 @@ const runsRoutes: FastifyPluginCallbackTypebox = (app, _options, done) => {
       if (record === undefined) return reply;
       if (record.status !== 'succeeded') return reply.code(409).send({ message: `The run has no image: it is ${record.status}` });
       const png = await runs.image(record);
-      if (png === undefined) return reply.code(404).send({ message: `The image of run ${record.id} is gone from the store` });
+      if (png === undefined) return reply.code(404).send({ message: `Run ${record.id} kept no image (made with save_images: false), or it was removed` });
       return reply
         .type('image/png')
         .header('Content-Length', String(png.length))

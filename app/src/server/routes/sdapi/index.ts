@@ -2,137 +2,230 @@ import { randomInt } from 'node:crypto';
 
 import type { FastifyPluginCallbackTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 
-import { MODEL_NAME } from '../../../generator/params.js';
+import { MODEL_NAME, resolveSampler } from '../../../generator/params.js';
+import { base64Bytes, decodeImage } from '../../../generator/png.js';
+import { SAMPLERS } from '../../../generator/samplers.js';
+import { SCHEDULERS } from '../../../generator/schedules.js';
 import { QueueClosedError, QueueFullError } from '../../queue/run-queue.js';
-import type { RunRecord } from '../../runs/run-service.js';
+import type { GenerationExtras, RunParameters } from '../../runs/run-service.js';
+import { imageGrid } from '../../sdapi/grid.js';
+import { SdapiJobs, type JobOutcome } from '../../sdapi/jobs.js';
 import { jobTimestamp, webuiProgress } from '../../sdapi/progress.js';
 import { ErrorBody } from '../../schemas/common.js';
-import { HTTPValidationError, ProgressQuery, ProgressResponse, SamplerItem, SDModelItem, TextToImageResponse, Txt2ImgBody, WebuiError } from '../../schemas/sdapi.js';
+import {
+  HTTPValidationError,
+  IMAGE_BODY_BYTES,
+  Img2ImgBody,
+  ProgressQuery,
+  ProgressResponse,
+  SamplerItem,
+  SchedulerItem,
+  SDModelItem,
+  TextToImageResponse,
+  Txt2ImgBody,
+  WebuiError,
+} from '../../schemas/sdapi.js';
 import { traceContextOf } from '../runs/index.js';
-
-/** The one sampler the demo generator has (its infotext says `Sampler: DDIM`). */
-const SAMPLERS: readonly { readonly name: string; readonly aliases: readonly string[]; readonly options: Readonly<Record<string, string>> }[] = [{ name: 'DDIM', aliases: ['ddim'], options: {} }];
-
-/** Why the current run was stopped through this API, for `state.interrupted` / `state.skipped`. */
-type StopKind = 'interrupted' | 'skipped';
+import sdapiInfoRoutes, { SdapiSettings } from './info.js';
 
 function webuiError(detail: string): WebuiError {
   return { error: 'HTTPException', detail, body: '', errors: detail };
 }
 
+/** The fields both generation routes read, after schema defaults. */
+type GenerationBody = Txt2ImgBody | Img2ImgBody;
+
 /**
- * The stable-diffusion-webui compatible subset: `txt2img` (blocks until the image is done),
- * `progress` (the webui's arithmetic over the run that is going), `interrupt`, `skip`,
- * `options`, `samplers`, `sd-models`. Runs made here are ordinary runs: they show in
- * `/v1/runs` and stream on `/v1/runs/:id/events`.
+ * The stable-diffusion-webui compatible subset: `txt2img` and `img2img` (block until the
+ * images are done), `progress` (the webui's arithmetic over the job that is going),
+ * `interrupt`, `skip`, `samplers`, `schedulers`, `sd-models`, and (in `info.ts`) `options`,
+ * `png-info` and the read-only lists clients read at start. Runs made here are ordinary runs,
+ * one per image: they show in `/v1/runs` and stream on `/v1/runs/:id/events`.
  */
 const sdapiRoutes: FastifyPluginCallbackTypebox = (app, _options, done) => {
   const { runs } = app;
-  /** By run id: records are snapshots read from the store, not one object per run. */
-  const stops = new Map<string, StopKind>();
+  const jobs = new SdapiJobs(runs);
+  const settings = new SdapiSettings(app.settings.previewEvery);
+  app.addHook('onClose', async () => {
+    jobs.dispose();
+    await Promise.resolve();
+  });
+  // Every field of the webui's request models is `Optional`: `null` means "not given".
+  app.addHook('preValidation', async (request) => {
+    const body = request.body;
+    if (typeof body === 'object' && body !== null && !Array.isArray(body)) {
+      request.body = Object.fromEntries(Object.entries(body).filter(([, value]) => value !== null));
+    }
+    await Promise.resolve();
+  });
+
+  /** Runs a txt2img or img2img job and answers as the webui does. */
+  const generate = async (request: FastifyRequest, reply: FastifyReply, body: GenerationBody, extras: GenerationExtras, kind: 'txt2img' | 'img2img'): Promise<TextToImageResponse | FastifyReply> => {
+    let chosen: { readonly sampler: string; readonly scheduler: string };
+    try {
+      chosen = resolveSampler(body.sampler_name ?? body.sampler_index ?? 'DPM++ 2M', body.scheduler);
+    } catch (error) {
+      return reply.code(404).send(webuiError((error as Error).message.includes('`scheduler`') ? 'Scheduler not found' : 'Sampler not found'));
+    }
+    const seed = body.seed === undefined || body.seed === -1 ? randomInt(0, 2 ** 32) : body.seed;
+    const prompt = body.prompt ?? '';
+    const parameters: RunParameters = {
+      prompt,
+      negative_prompt: body.negative_prompt ?? '',
+      seed,
+      steps: body.steps ?? 50,
+      width: body.width ?? 512,
+      height: body.height ?? 512,
+      ...chosen,
+    };
+    const batchSize = body.batch_size ?? 1;
+    const iterations = body.n_iter ?? 1;
+    let outcome: JobOutcome;
+    try {
+      outcome = await jobs.run({
+        parameters,
+        extras: { ...extras, save: body.save_images === true, previewEvery: settings.live_previews_enable ? Math.max(0, Math.round(settings.show_progress_every_n_steps)) : 0 },
+        batchSize,
+        iterations,
+        advanceSeeds: (body.subseed_strength ?? 0) === 0,
+        traceContext: traceContextOf(request),
+      });
+    } catch (error) {
+      if (error instanceof QueueFullError) return reply.code(429).header('Retry-After', '5').send({ message: error.message });
+      if (error instanceof QueueClosedError) return reply.code(503).send({ message: error.message });
+      throw error;
+    }
+    if (outcome.failed !== undefined && outcome.images.length === 0) {
+      return reply.code(500).send({ error: 'RuntimeError', detail: '', body: '', errors: outcome.failed.error?.message ?? 'The run failed' });
+    }
+    const pngs = outcome.images.map((image) => image.png);
+    const infotexts = outcome.images.map((image) => image.infotext);
+    // More than one image: the webui puts a grid of them first, with the first image's infotext.
+    const withGrid = pngs.length > 1;
+    if (withGrid) {
+      pngs.unshift(imageGrid(pngs, infotexts[0] ?? ''));
+      infotexts.unshift(infotexts[0] ?? '');
+    }
+    const images = body.send_images === false ? [] : pngs;
+    const last = outcome.last;
+    const count = outcome.seeds.length;
+    const info = {
+      prompt,
+      all_prompts: Array.from({ length: count }, () => prompt),
+      negative_prompt: parameters.negative_prompt,
+      all_negative_prompts: Array.from({ length: count }, () => parameters.negative_prompt),
+      seed: outcome.seeds[0] ?? seed,
+      all_seeds: outcome.seeds,
+      subseed: body.subseed ?? -1,
+      all_subseeds: Array.from({ length: count }, () => body.subseed ?? -1),
+      subseed_strength: body.subseed_strength ?? 0,
+      width: parameters.width,
+      height: parameters.height,
+      sampler_name: chosen.sampler,
+      cfg_scale: body.cfg_scale ?? 7,
+      steps: parameters.steps,
+      batch_size: batchSize,
+      restore_faces: false,
+      face_restoration_model: null,
+      sd_model_name: MODEL_NAME,
+      sd_model_hash: null,
+      sd_vae_name: null,
+      sd_vae_hash: null,
+      seed_resize_from_w: -1,
+      seed_resize_from_h: -1,
+      denoising_strength: kind === 'img2img' ? (extras.denoisingStrength ?? 0.75) : (body.denoising_strength ?? null),
+      extra_generation_params: { 'Schedule type': chosen.scheduler },
+      index_of_first_image: withGrid ? 1 : 0,
+      infotexts,
+      styles: body.styles ?? [],
+      job_timestamp: jobTimestamp(last?.startedAt ?? last?.createdAt ?? Date.now()),
+      clip_skip: 1,
+      is_using_inpainting_conditioning: false,
+      version: 'processing-runner',
+      run_id: last?.id ?? null,
+      run_ids: outcome.images.map((image) => image.record.id),
+      status: outcome.stop ?? last?.status ?? 'succeeded',
+      ...(outcome.failed?.error === undefined ? (outcome.submitError === undefined ? {} : { error: outcome.submitError }) : { error: outcome.failed.error.message }),
+    };
+    // As the webui: the init images come back in `parameters` only when asked for.
+    const img2img = kind === 'img2img' ? { init_images: (body as Img2ImgBody).include_init_images === true ? (body as Img2ImgBody).init_images : null, mask: null } : {};
+    const parametersEcho = { ...body, seed: body.seed ?? -1, sampler_name: chosen.sampler, sampler_index: null, scheduler: body.scheduler ?? null, ...img2img };
+    return { images, parameters: parametersEcho, info: JSON.stringify(info) };
+  };
 
   app.post(
     '/sdapi/v1/txt2img',
     {
       schema: {
-        summary: 'Text to image (blocks until the image is done)',
+        summary: 'Text to image (blocks until the images are done)',
         tags: ['sdapi'],
         body: Txt2ImgBody,
-        response: { 200: TextToImageResponse, 404: WebuiError, 413: ErrorBody, 422: HTTPValidationError, 429: ErrorBody, 503: ErrorBody },
+        response: { 200: TextToImageResponse, 404: WebuiError, 413: ErrorBody, 422: HTTPValidationError, 429: ErrorBody, 500: WebuiError, 503: ErrorBody },
+      },
+    },
+    async (request, reply) => generate(request, reply, request.body, {}, 'txt2img'),
+  );
+
+  app.post(
+    '/sdapi/v1/img2img',
+    {
+      bodyLimit: IMAGE_BODY_BYTES,
+      schema: {
+        summary: 'Image to image (blocks until the images are done)',
+        tags: ['sdapi'],
+        body: Img2ImgBody,
+        response: { 200: TextToImageResponse, 404: WebuiError, 413: ErrorBody, 422: HTTPValidationError, 429: ErrorBody, 500: WebuiError, 503: ErrorBody },
       },
     },
     async (request, reply) => {
       const body = request.body;
-      const sampler = body.sampler_name ?? body.sampler_index;
-      const known = SAMPLERS.find((entry) => sampler === undefined || entry.name === sampler || entry.aliases.includes(sampler.toLowerCase()));
-      if (known === undefined) return reply.code(404).send(webuiError('Sampler not found'));
-      const seed = body.seed === undefined || body.seed === -1 ? randomInt(0, 2 ** 32) : body.seed;
-      const parameters = {
-        prompt: body.prompt,
-        negative_prompt: body.negative_prompt ?? '',
-        seed,
-        steps: body.steps ?? 50,
-        width: body.width ?? 512,
-        height: body.height ?? 512,
-      };
-      let record: RunRecord;
-      try {
-        record = await runs.submit(parameters, traceContextOf(request));
-      } catch (error) {
-        if (error instanceof QueueFullError) return reply.code(429).header('Retry-After', '5').send({ message: error.message });
-        if (error instanceof QueueClosedError) return reply.code(503).send({ message: error.message });
-        throw error;
+      if (body.mask !== undefined) {
+        return reply.code(422).send({ detail: [{ loc: ['body', 'mask'], msg: 'inpainting (mask) is not supported by this service', type: 'value_error.not_supported' }] });
       }
-      record = await runs.ended(record.id);
-      const send = body.send_images !== false;
-      const png = record.status === 'succeeded' && send ? await runs.image(record) : undefined;
-      const images = png === undefined ? [] : [png.toString('base64')];
-      const infotext = record.result?.parameters;
-      const info = {
-        prompt: parameters.prompt,
-        all_prompts: [parameters.prompt],
-        negative_prompt: parameters.negative_prompt,
-        all_negative_prompts: [parameters.negative_prompt],
-        seed,
-        all_seeds: [seed],
-        subseed: body.subseed ?? -1,
-        all_subseeds: [body.subseed ?? -1],
-        subseed_strength: body.subseed_strength ?? 0,
-        width: parameters.width,
-        height: parameters.height,
-        sampler_name: known.name,
-        cfg_scale: body.cfg_scale ?? 7,
-        steps: parameters.steps,
-        batch_size: 1,
-        restore_faces: false,
-        face_restoration_model: null,
-        sd_model_name: MODEL_NAME,
-        sd_model_hash: null,
-        sd_vae_name: null,
-        sd_vae_hash: null,
-        seed_resize_from_w: -1,
-        seed_resize_from_h: -1,
-        denoising_strength: body.denoising_strength ?? null,
-        extra_generation_params: { 'Schedule type': 'Cubic' },
-        index_of_first_image: 0,
-        infotexts: infotext === undefined ? [] : [infotext],
-        styles: body.styles ?? [],
-        job_timestamp: jobTimestamp(record.startedAt ?? record.createdAt),
-        clip_skip: 1,
-        is_using_inpainting_conditioning: false,
-        version: 'processing-runner',
-        run_id: record.id,
-        status: record.status,
-        ...(record.error === undefined ? {} : { error: record.error.message }),
-      };
-      return { images, parameters: { ...body, seed: body.seed ?? -1 }, info: JSON.stringify(info) };
+      const initImage = body.init_images[0] ?? '';
+      // Decoded here too, so that an image the generator cannot read is refused before any run.
+      try {
+        decodeImage(base64Bytes(initImage));
+      } catch (error) {
+        return reply.code(422).send({ detail: [{ loc: ['body', 'init_images', 0], msg: (error as Error).message, type: 'value_error.image' }] });
+      }
+      return generate(request, reply, body, { initImage, denoisingStrength: body.denoising_strength ?? 0.75, resizeMode: body.resize_mode ?? 0 }, 'img2img');
     },
   );
 
   app.get(
     '/sdapi/v1/progress',
-    { schema: { summary: 'Progress of the run going now, as the webui computes it', tags: ['sdapi'], querystring: ProgressQuery, response: { 200: ProgressResponse, 422: HTTPValidationError } } },
+    { schema: { summary: 'Progress of the job going now, as the webui computes it', tags: ['sdapi'], querystring: ProgressQuery, response: { 200: ProgressResponse, 422: HTTPValidationError } } },
     async (request) => {
-      const current = await runs.current();
-      const last = current ?? (await runs.lastStarted());
-      const stop = last === undefined ? undefined : stops.get(last.id);
+      const job = jobs.active;
+      const jobRun = job?.current === undefined ? undefined : await runs.get(job.current);
+      const current = jobRun?.status === 'running' ? jobRun : job === undefined ? await runs.current() : undefined;
+      const last = current ?? jobRun ?? (await runs.lastStarted());
+      const stop = job?.stop ?? jobs.lastStopOf(last);
       const step = current?.progress.step ?? 0;
       const steps = current?.progress.total ?? 0;
+      const batchSize = job?.request.batchSize ?? 1;
+      const iterations = job?.request.iterations ?? 1;
+      const busy = job !== undefined || current !== undefined;
+      const index = job === undefined ? 0 : job.started - 1;
+      const jobNo = Math.floor(index / batchSize);
       const state = {
         skipped: stop === 'skipped',
         interrupted: stop === 'interrupted',
         stopping_generation: false,
-        job: current === undefined ? '' : `run ${current.id}`,
-        job_count: current === undefined ? 0 : 1,
+        job: !busy ? '' : iterations > 1 ? `Batch ${String(jobNo + 1)} out of ${String(iterations)}` : current === undefined ? '' : `run ${current.id}`,
+        job_count: busy ? iterations : 0,
         job_timestamp: last?.startedAt === undefined ? '0' : jobTimestamp(last.startedAt),
-        job_no: 0,
+        job_no: jobNo,
         sampling_step: step,
         sampling_steps: steps,
       };
-      const elapsedSeconds = current?.startedAt === undefined ? 0 : (Date.now() - current.startedAt) / 1000;
-      const { progress, etaRelative } = webuiProgress({ jobCount: state.job_count, jobNo: 0, samplingStep: step, samplingSteps: steps, elapsedSeconds });
-      const preview = request.query.skip_current_image === true || current === undefined ? undefined : await runs.preview(current);
+      const elapsedSeconds = ((job?.startedAt ?? current?.startedAt) === undefined ? 0 : Date.now() - (job?.startedAt ?? current?.startedAt ?? 0)) / 1000;
+      // Counted in images, not batches: here each image of a batch samples on its own.
+      const { progress, etaRelative } = webuiProgress({ jobCount: busy ? batchSize * iterations : 0, jobNo: index, samplingStep: step, samplingSteps: steps, elapsedSeconds });
+      const preview = request.query.skip_current_image === true || !settings.live_previews_enable || current === undefined ? undefined : await runs.preview(current);
       return {
         progress,
         eta_relative: etaRelative,
@@ -143,44 +236,35 @@ const sdapiRoutes: FastifyPluginCallbackTypebox = (app, _options, done) => {
     },
   );
 
-  const stopCurrent = async (kind: StopKind): Promise<void> => {
-    const current = await runs.current();
-    if (current === undefined) return;
-    stops.clear();
-    stops.set(current.id, kind);
-    await runs.cancel(current, new DOMException(kind === 'interrupted' ? 'Interrupted (/sdapi/v1/interrupt)' : 'Skipped (/sdapi/v1/skip)', 'AbortError'));
-  };
-
-  app.post('/sdapi/v1/interrupt', { schema: { summary: 'Interrupt the run going now', tags: ['sdapi'], response: { 200: Type.Object({}) } } }, async () => {
-    await stopCurrent('interrupted');
+  app.post('/sdapi/v1/interrupt', { schema: { summary: 'Interrupt the job going now (its current image comes back as it stands)', tags: ['sdapi'], response: { 200: Type.Object({}) } } }, async () => {
+    await jobs.stopCurrent('interrupted');
     return {};
   });
 
-  app.post('/sdapi/v1/skip', { schema: { summary: 'Skip the image being made (with one image a run: stop it)', tags: ['sdapi'], response: { 200: Type.Null() } } }, async () => {
-    await stopCurrent('skipped');
+  app.post('/sdapi/v1/skip', { schema: { summary: 'End the image being made (as it stands) and go on with the next', tags: ['sdapi'], response: { 200: Type.Null() } } }, async () => {
+    await jobs.stopCurrent('skipped');
     return null;
   });
 
-  app.get('/sdapi/v1/options', { schema: { summary: 'Settings (the ones that mean something here)', tags: ['sdapi'], response: { 200: Type.Object({}, { additionalProperties: true }) } } }, () => ({
-    sd_model_checkpoint: MODEL_NAME,
-    sd_checkpoint_hash: null,
-    samples_format: 'png',
-    samples_save: true,
-    outdir_samples: app.settings.outDir,
-    outdir_txt2img_samples: app.settings.outDir,
-    live_previews_enable: app.settings.previewEvery > 0,
-    live_previews_image_format: 'png',
-    show_progress_every_n_steps: app.settings.previewEvery > 0 ? app.settings.previewEvery : -1,
-    show_progress_grid: false,
-    enable_pnginfo: true,
-  }));
+  app.get('/sdapi/v1/samplers', { schema: { summary: 'Samplers', tags: ['sdapi'], response: { 200: Type.Array(SamplerItem) } } }, () =>
+    SAMPLERS.map((sampler) => ({ name: sampler.name, aliases: [...sampler.aliases], options: { ...sampler.options } })),
+  );
 
-  app.get('/sdapi/v1/samplers', { schema: { summary: 'Samplers', tags: ['sdapi'], response: { 200: Type.Array(SamplerItem) } } }, () => SAMPLERS.map((sampler) => ({ name: sampler.name, aliases: [...sampler.aliases], options: { ...sampler.options } })));
+  app.get('/sdapi/v1/schedulers', { schema: { summary: 'Schedulers', tags: ['sdapi'], response: { 200: Type.Array(SchedulerItem) } } }, () =>
+    SCHEDULERS.map((scheduler) => ({
+      name: scheduler.name,
+      label: scheduler.label,
+      aliases: scheduler.aliases.length === 0 ? null : [...scheduler.aliases],
+      default_rho: scheduler.defaultRho,
+      need_inner_model: scheduler.needInnerModel,
+    })),
+  );
 
   app.get('/sdapi/v1/sd-models', { schema: { summary: 'Models (the demo generator)', tags: ['sdapi'], response: { 200: Type.Array(SDModelItem) } } }, () => [
     { title: MODEL_NAME, model_name: MODEL_NAME, hash: null, sha256: null, filename: `${MODEL_NAME} (built in, not a model)`, config: null },
   ]);
 
+  void app.register(sdapiInfoRoutes, { settings });
   done();
 };
 
