@@ -103,7 +103,7 @@ test('docs/service.md - the error messages it quotes are the API\'s, for the req
       const response = await app.inject({ method: 'POST', url: '/v1/runs', payload });
       expect(response.json()).toEqual({ message });
     }
-    const unknownField = await app.inject({ method: 'POST', url: '/v1/runs', payload: { prompt: 'x', sampler: 'Euler' } });
+    const unknownField = await app.inject({ method: 'POST', url: '/v1/runs', payload: { prompt: 'x', sampler_name: 'Euler' } });
     const { message } = unknownField.json<{ message: string }>();
     expect(doc).toContain(`\`${message.slice(0, message.indexOf(', '))}, …\``);
   } finally {

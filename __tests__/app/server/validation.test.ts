@@ -108,7 +108,7 @@ describe('/v1 validation messages - every schema rule reads as a sentence', () =
       }
     }
     for (const name of body.required) all.push({ what: `body without ${name}`, method: 'POST', url: '/v1/runs', payload: {}, field: name, rule: 'required' });
-    all.push({ what: 'body with an unknown field', method: 'POST', url: '/v1/runs', payload: { prompt: 'x', sampler: 'Euler' }, field: 'sampler', rule: 'additionalProperties' });
+    all.push({ what: 'body with an unknown field', method: 'POST', url: '/v1/runs', payload: { prompt: 'x', sampler_name: 'Euler' }, field: 'sampler_name', rule: 'additionalProperties' });
     all.push({ what: 'body that is a list', method: 'POST', url: '/v1/runs', payload: ['x'], field: '', rule: 'type' });
     const queries = [
       ['/v1/runs', ListRunsQuery],
@@ -171,9 +171,9 @@ describe('/v1 validation messages - every schema rule reads as a sentence', () =
   test('bounds read as a range, with what was sent', async () => {
     expect(await message('POST', '/v1/runs', { prompt: 'x', steps: 151 })).toEqual({ status: 400, message: 'steps: must be a number from 1 to 150, got 151' });
     expect(await message('POST', '/v1/runs', { prompt: 'x', height: 100 })).toEqual({ status: 400, message: 'height: must be a multiple of 8 from 8 to 2048, got 100' });
-    expect(await message('POST', '/v1/runs', { prompt: 'x', sampler: 'Euler' })).toEqual({
+    expect(await message('POST', '/v1/runs', { prompt: 'x', sampler_name: 'Euler' })).toEqual({
       status: 400,
-      message: 'sampler: not a field of this request; the fields are prompt, negative_prompt, seed, steps, width, height',
+      message: 'sampler_name: not a field of this request; the fields are prompt, negative_prompt, seed, steps, width, height, sampler, scheduler',
     });
   });
 });

@@ -54,6 +54,9 @@ export interface JobOutcome {
 
 const SEED_SPACE = 2 ** 32;
 
+/** The longest a job waits for a finished run's unsaved PNG after its ending is in the store (ms). */
+const PNG_WAIT_MS = 10_000;
+
 /**
  * Runs the webui's jobs (a txt2img or img2img request) as ordinary runs of the run service,
  * one run per image, one after another: `n_iter` batches of `batch_size` images, seeds
@@ -70,6 +73,13 @@ export class SdapiJobs {
   readonly #pngs = new Map<string, string>();
   /** Runs a job of this API waits on: only their PNGs are kept (a `/v1` run's are not this API's). */
   readonly #awaited = new Set<string>();
+  /**
+   * Called when a run's unsaved PNG arrives with its `finalize` event. The run's ending is in the
+   * store a moment before that event (the recorder writes it inside the finalize phase; with
+   * Redis, the job's result reaches the replica after the worker wrote it), so a job that saw the
+   * ending waits for the PNG.
+   */
+  readonly #arrived = new Map<string, () => void>();
   readonly #detach: () => void;
   #active: ActiveJob | undefined;
   #lastStop: { readonly id: string; readonly kind: StopKind } | undefined;
@@ -83,7 +93,10 @@ export class SdapiJobs {
     };
     const onFinalize = (state: { readonly request: unknown }, image: GeneratedImage): void => {
       const id = idOf(state.request);
-      if (id !== undefined && this.#awaited.has(id) && typeof image.png === 'string') this.#pngs.set(id, image.png);
+      if (id !== undefined && this.#awaited.has(id) && typeof image.png === 'string') {
+        this.#pngs.set(id, image.png);
+        this.#arrived.get(id)?.();
+      }
     };
     const onProgress = (state: { readonly request: unknown }, update: { readonly info?: unknown }): void => {
       const info = update.info as Partial<PreviewInfo> | undefined;
@@ -185,6 +198,22 @@ export class SdapiJobs {
   }
 
   async #pngOf(record: RunRecord): Promise<string | undefined> {
+    if (record.status === 'succeeded' && !this.#pngs.has(record.id)) {
+      const saved = await this.#runs.image(record);
+      if (saved !== undefined) {
+        this.#awaited.delete(record.id);
+        return saved.toString('base64');
+      }
+      // It may have come while the store was read.
+      if (!this.#pngs.has(record.id)) await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, PNG_WAIT_MS);
+        this.#arrived.set(record.id, () => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+      this.#arrived.delete(record.id);
+    }
     const carried = this.#pngs.get(record.id);
     this.#pngs.delete(record.id);
     this.#awaited.delete(record.id);
