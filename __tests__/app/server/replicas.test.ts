@@ -177,4 +177,59 @@ describeRedis('serve --redis: two replicas, two workers, one Redis, no shared di
     expect(all.map((event) => event.event).filter((name) => name !== 'progress')).toEqual(['queued', 'start', 'prepare', 'execute', 'finalize', 'end']);
     expect(rest.at(-1)?.data).toEqual({ status: 'succeeded' });
   });
+
+  test('a worker killed with SIGKILL mid-run: its run shows `retrying` (lost, no ETA) within seconds, another worker takes it over within 15 s, and it succeeds; progress never goes backwards', async () => {
+    const [a = '', b = ''] = urls;
+    // A third worker, the one that will die: whichever worker takes the run, one is killed.
+    const prompt = 'a worker that dies mid-run';
+    const id = await submit(a, { ...LONG, prompt, steps: 60, width: 256, height: 256 });
+    await until('the run has taken a few steps', async () => (await status(b, id)).progress.step >= 3);
+    const seen: ReturnType<typeof parseSse> = [];
+    const events = fetch(`${b}/v1/runs/${id}/events`, { headers: { accept: 'text/event-stream' } }).then(async (response) => {
+      const reader = response.body?.getReader();
+      let text = '';
+      for (;;) {
+        const chunk = (await reader?.read()) as { readonly value?: Uint8Array; readonly done: boolean } | undefined;
+        if (chunk === undefined || chunk.done) break;
+        text += new TextDecoder().decode(chunk.value);
+        seen.splice(0, seen.length, ...parseSse(text));
+      }
+      return parseSse(text);
+    });
+    // Which worker runs it: the one whose log says so.
+    const running = procs.find((proc) => proc.output().includes('taking jobs') && proc.output().includes(prompt) && proc.child.exitCode === null && proc.child.signalCode === null);
+    expect(running).toBeDefined();
+    const killedAt = Date.now();
+    running?.child.kill('SIGKILL');
+    await running?.exit;
+    // Another worker must be free to take it over: start one if the other is busy.
+    await start(['worker', '--redis', redis, '--queue', queue, '--out', await tempDir()], /taking jobs/);
+    await until('the run shows that its worker was lost', () => Promise.resolve(seen.some((event) => event.event === 'retrying' && event.data.lost === true)), 10_000);
+    const lostAfter = Date.now() - killedAt;
+    await until('another attempt has started', () => Promise.resolve(seen.some((event) => event.event === 'retrying' && event.data.attempt === 2 && event.data.lost !== true)), 20_000);
+    const takenOverAfter = Date.now() - killedAt;
+    const all = await events;
+    expect(all.at(-1)?.data).toEqual({ status: 'succeeded' });
+    expect(lostAfter).toBeLessThan(10_000);
+    expect(takenOverAfter).toBeLessThan(15_000 + 2_000);
+    const lost = all.find((event) => event.event === 'retrying' && event.data.lost === true);
+    expect(lost?.data).toMatchObject({ attempt: 1, eta_seconds: null });
+    const steps = all.filter((event) => event.event === 'progress').map((event) => Number(event.data.fraction));
+    expect(steps.filter((fraction, index) => index > 0 && fraction < (steps[index - 1] ?? 0))).toEqual([]);
+    expect((await status(a, id)) as unknown).toMatchObject({ status: 'succeeded', attempt: 2 });
+  });
+
+  test('--run-timeout counts from submission and is kept by any replica: the replica that submitted it dies, another cancels the run at its deadline', async () => {
+    const [, b = ''] = urls;
+    const timed = await start([...replicaArgs, '--out', await tempDir(), '--run-timeout', '2'], /listening on (http:\/\/\S+)/);
+    const id = await submit(timed.match[1] ?? '', LONG);
+    timed.child.kill('SIGKILL');
+    await timed.exit;
+    const events = await stream(b, id);
+    expect(events.slice(-2).map((event) => [event.event, event.data.message ?? event.data.status])).toEqual([
+      ['cancelled', 'Timed out (--run-timeout)'],
+      ['end', 'cancelled'],
+    ]);
+  });
 });
+

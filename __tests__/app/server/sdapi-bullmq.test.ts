@@ -62,9 +62,9 @@ describeRedis('/sdapi/v1 with runs on a BullMQ worker', () => {
     expect(createHash('sha256').update(Buffer.from(body.images[0] ?? '', 'base64')).digest('hex')).toBe(CLI_GOLDENS[0].sha256);
   });
 
-  // A known gap (docs/service.md): RemoteRunner settles a cancelled run at once, so the
-  // worker's last update (the image as it stood) arrives after the run here has ended.
-  test('interrupt - stops the image on the worker and ends the job; the image as it stood does not come back over Redis', async () => {
+  // RemoteRunner settles a cancelled run at once, so the worker's last update (the image as it
+  // stood) never reaches this process's runner: the worker's recorder keeps it in the store.
+  test('interrupt - stops the image on the worker and ends the job; the image as it stood comes back through the store', async () => {
     const answer = app.inject({ method: 'POST', url: '/sdapi/v1/txt2img', payload: { ...SMALL, steps: 150 } });
     for (;;) {
       const progress = (await app.inject({ method: 'GET', url: '/sdapi/v1/progress' })).json<{ state: { sampling_step: number } }>();
@@ -73,7 +73,11 @@ describeRedis('/sdapi/v1 with runs on a BullMQ worker', () => {
     }
     await app.inject({ method: 'POST', url: '/sdapi/v1/interrupt' });
     const body = (await answer).json<{ images: string[]; info: string }>();
-    expect(body.images).toEqual([]);
+    expect(body.images).toHaveLength(1);
+    const png = Buffer.from(body.images[0] ?? '', 'base64');
+    expect(png.subarray(1, 4).toString()).toBe('PNG');
+    // The full-size image as it stood: not a 64 px preview.
+    expect([png.readUInt32BE(16), png.readUInt32BE(20)]).toEqual([SMALL.width, SMALL.height]);
     const info = JSON.parse(body.info) as { status: string; run_ids: string[]; run_id: string };
     expect(info.status).toBe('interrupted');
     expect((await app.runs.get(info.run_id))?.status).toBe('cancelled');

@@ -190,6 +190,17 @@ export function describeRunStore(name: string, makeHarness: () => Promise<StoreH
       if (store.kind !== 'disk') await rm(folder, { recursive: true, force: true });
     });
 
+    test('.keepPartial() - a stopped run\'s image as it stood is its image, whichever store instance reads it', async () => {
+      const id = randomUUID();
+      await create(id);
+      await store.begin(id, Date.now());
+      const png = Buffer.from([0x89, 0x50, 0x4e, 0x47, 9, 9]);
+      await store.keepPartial(id, png);
+      await store.end(id, 'cancelled', { status: 'cancelled', phase: 'execute', finished_at: new Date().toISOString(), message: 'Interrupted' });
+      expect(await store.image(id)).toEqual(png);
+      if (store.kind !== 'disk') expect(await (await open()).image(id)).toEqual(png);
+    });
+
     test('.list() - newest first, in pages after a cursor; .active() - those not ended, oldest first', async () => {
       const ids = Array.from({ length: 5 }, () => randomUUID());
       for (const id of ids) await create(id);

@@ -118,6 +118,9 @@ export function recordRuns(runner: ProcessingRunner<GenerationInput, GeneratedIm
     progress: (state: { readonly runId: number }, update: { readonly info?: unknown }) => {
       const recording = recordings.get(state.runId);
       if (recording === undefined) return;
+      // A stopped run's image as it stood goes to the store, before the run's ending.
+      const partial = stoppedImageOf(update.info);
+      if (partial !== undefined) void then(recording, () => store.keepPartial(recording.id, partial));
       const progress = view(tracker.get(state.runId), recording.total);
       if (progress === undefined) return;
       void then(recording, (attempt) => store.append(recording.id, 'progress', { ...progress }, { attempt, fraction: progress.fraction }, previewOf(update.info)));
@@ -162,6 +165,12 @@ export function recordRuns(runner: ProcessingRunner<GenerationInput, GeneratedIm
 /** Whether a run was stopped because its service shut down (it ends `interrupted`). */
 export function isShutdown(reason: unknown): boolean {
   return reason instanceof Error && reason.name === 'ServiceShutdownError';
+}
+
+/** The full-size PNG a stopped run's last update carries (`info.stopped`), if any. */
+export function stoppedImageOf(info: unknown): Buffer | undefined {
+  const { stopped, preview } = (typeof info === 'object' && info !== null ? info : {}) as Partial<PreviewInfo>;
+  return stopped === true && typeof preview === 'string' ? Buffer.from(preview.replace(/^data:image\/png;base64,/, ''), 'base64') : undefined;
 }
 
 /** The preview a progress update carries, if any. */

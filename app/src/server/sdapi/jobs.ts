@@ -218,7 +218,7 @@ export class SdapiJobs {
     this.#pngs.delete(record.id);
     this.#awaited.delete(record.id);
     if (carried !== undefined) return carried;
-    if (record.status !== 'succeeded') return undefined;
+    // Saved, or (a run stopped on a worker elsewhere) the image as it stood, kept in the store.
     return (await this.#runs.image(record))?.toString('base64');
   }
 }

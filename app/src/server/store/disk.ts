@@ -42,6 +42,8 @@ interface DiskRun {
   /** The PNG's file name inside the run's folder, once saved. */
   image: string | undefined;
   preview: { readonly eventId: number; readonly uri: string } | undefined;
+  /** The image a stopped run reported as it stood (not written to disk: `keepPartial`). */
+  partial?: Buffer | undefined;
   /** Writes to the log, one after another. */
   writes: Promise<unknown>;
   file: Promise<FileHandle> | undefined;
@@ -200,9 +202,16 @@ export class DiskRunStore implements RunStore {
     await Promise.resolve();
   }
 
+  /** Kept in memory: the process that serves a folder's runs is the one that ran them. */
+  keepPartial(id: string, png: Buffer): Promise<void> {
+    const run = this.#runs.get(id);
+    if (run !== undefined) run.partial = png;
+    return Promise.resolve();
+  }
+
   async image(id: string): Promise<Buffer | undefined> {
     const run = this.#runs.get(id);
-    if (run?.image === undefined) return undefined;
+    if (run?.image === undefined) return run?.partial;
     return readFile(join(this.#folder(id), run.image)).catch(() => undefined);
   }
 

@@ -273,6 +273,12 @@ export class RedisRunStore implements RunStore {
     await this.#redis.set(this.#key('image', id), bytes, 'PX', this.#activeTtlMs);
   }
 
+  async keepPartial(id: string, png: Buffer): Promise<void> {
+    // Under the image key: a stopped run has no image of its own, and the run's ending gives the
+    // key the retention's expiry like the rest.
+    await this.#redis.set(this.#key('image', id), png, 'PX', this.#activeTtlMs);
+  }
+
   async image(id: string): Promise<Buffer | undefined> {
     return (await this.#redis.getBuffer(this.#key('image', id))) ?? undefined;
   }

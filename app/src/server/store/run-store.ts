@@ -178,6 +178,12 @@ export interface RunStore {
   beat(id: string, attempt: number, at: number): Promise<void>;
   /** Keeps the run's image (the PNG file `path` a runner wrote); before the run's `finalize`. */
   saveImage(id: string, path: string): Promise<void>;
+  /**
+   * Keeps the image a stopped run reported as it stood (its full-size PNG), for the one that
+   * stopped it (`/sdapi/v1/interrupt` answers with it), wherever the run ran. `image()` gives it
+   * while the run has no image of its own.
+   */
+  keepPartial(id: string, png: Buffer): Promise<void>;
   /** The run's PNG bytes, or `undefined` when it has none (or it is gone). */
   image(id: string): Promise<Buffer | undefined>;
   /** Removes what retention no longer keeps; resolves with how many runs went. */
