@@ -164,8 +164,9 @@ describeRedis('serve --redis: two replicas, two workers, one Redis, no shared di
     const early = await fetch(`${urls[0] ?? ''}/v1/runs/${id}/events`, { headers: { accept: 'text/event-stream' } });
     const reader = early.body?.getReader();
     let text = '';
-    while (reader !== undefined && parseSse(text).length < 3) text += new TextDecoder().decode(((await reader.read()) as { readonly value?: Uint8Array }).value);
-    const seen = parseSse(text);
+    const whole = (): string => text.slice(0, text.lastIndexOf('\n\n') + 1);
+    while (reader !== undefined && parseSse(whole()).length < 3) text += new TextDecoder().decode(((await reader.read()) as { readonly value?: Uint8Array }).value);
+    const seen = parseSse(whole());
     procs[0]?.child.kill('SIGKILL');
     await procs[0]?.exit;
     const restarted = await start([...replicaArgs, '--out', await tempDir()], /listening on (http:\/\/\S+)/);
@@ -192,7 +193,8 @@ describeRedis('serve --redis: two replicas, two workers, one Redis, no shared di
         const chunk = (await reader?.read()) as { readonly value?: Uint8Array; readonly done: boolean } | undefined;
         if (chunk === undefined || chunk.done) break;
         text += new TextDecoder().decode(chunk.value);
-        seen.splice(0, seen.length, ...parseSse(text));
+        // Whole events only: the last block may still be arriving.
+        seen.splice(0, seen.length, ...parseSse(text.slice(0, text.lastIndexOf('\n\n') + 1)));
       }
       return parseSse(text);
     });

@@ -329,14 +329,15 @@ export class RunService {
         for (const record of await this.store.active()) {
           if (record.deadline !== undefined && now > record.deadline) {
             await this.cancel(record, new DOMException('Timed out (--run-timeout)', 'TimeoutError'));
-          } else if (record.status === 'running' && record.stalled !== record.attempt && record.heartbeatAt !== undefined && now - record.heartbeatAt > this.#stallAfterMs) {
+          } else if (record.status === 'running' && record.stalled !== record.attempt && now - (record.heartbeatAt ?? record.startedAt ?? now) > this.#stallAfterMs) {
+            // A worker that died before its first heartbeat is as quiet as one that stopped beating.
             await this.store.append(
               record.id,
               'retrying',
               {
                 attempt: record.attempt,
                 lost: true,
-                message: `The worker running it stopped answering ${String(Math.round((now - record.heartbeatAt) / 1000))} s ago; another worker takes it over`,
+                message: `The worker running it stopped answering ${String(Math.round((now - (record.heartbeatAt ?? record.startedAt ?? now)) / 1000))} s ago; another worker takes it over`,
                 ...record.progress,
                 eta_seconds: null,
               },
