@@ -4,31 +4,22 @@
  * the same --out. Every run that got a 202 is accounted for, and a finished run's image and event
  * replay are byte for byte what they were. Runs the built CLI, which `npm test` builds first.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { CLI } from '../fixtures';
-import { parseSse } from './helpers';
+import { expectIncreasing, isRunning, runView, startCli, stream, submit, until, type CliProcess } from './cli-processes';
 
 jest.setTimeout(90_000);
 
-interface Serve {
-  readonly child: ChildProcess;
-  readonly url: string;
-  readonly exit: Promise<number | null>;
-  readonly output: () => string;
-}
-
 let outDir: string;
-let running: Serve | undefined;
+let running: CliProcess | undefined;
 
 beforeEach(async () => {
   outDir = await mkdtemp(join(tmpdir(), 'durable-runs-'));
 });
 afterEach(async () => {
-  if (running?.child.exitCode === null && running.child.signalCode === null) {
+  if (running !== undefined && isRunning(running)) {
     running.child.kill('SIGKILL');
     await running.exit;
   }
@@ -36,59 +27,12 @@ afterEach(async () => {
   await rm(outDir, { recursive: true, force: true });
 });
 
-async function serve(): Promise<Serve> {
-  const child = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--out', outDir, '--preview-every', '0', '--grace', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  const exit = new Promise<number | null>((resolve) => child.on('exit', resolve));
-  const url = await new Promise<string>((resolve, reject) => {
-    child.stdout.on('data', () => {
-      const match = /listening on (http:\/\/\S+)/.exec(output);
-      if (match?.[1] !== undefined) resolve(match[1]);
-    });
-    void exit.then(() => {
-      reject(new Error(`serve exited before listening:\n${output}`));
-    });
-  });
-  running = { child, url, exit, output: () => output };
-  return running;
+async function serve(): Promise<CliProcess & { readonly url: string }> {
+  running = await startCli(['serve', '--port', '0', '--out', outDir, '--preview-every', '0', '--grace', '0'], /listening on (http:\/\/\S+)/);
+  return { ...running, url: running.match[1] ?? '' };
 }
 
-async function submit(url: string, body: Record<string, unknown>): Promise<string> {
-  const response = await fetch(`${url}/v1/runs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
-  expect(response.status).toBe(202);
-  return ((await response.json()) as { id: string }).id;
-}
-
-async function run(url: string, id: string): Promise<{ status: string; progress: { step: number } }> {
-  const response = await fetch(`${url}/v1/runs/${id}`);
-  expect(response.status).toBe(200);
-  return (await response.json()) as { status: string; progress: { step: number } };
-}
-
-/** The whole event stream of a run, read to its `end` (replay and live). */
-async function stream(url: string, id: string, lastEventId?: number): Promise<ReturnType<typeof parseSse>> {
-  const headers: Record<string, string> = { accept: 'text/event-stream' };
-  if (lastEventId !== undefined) headers['last-event-id'] = String(lastEventId);
-  const response = await fetch(`${url}/v1/runs/${id}/events`, { headers });
-  expect(response.status).toBe(200);
-  return parseSse(await response.text());
-}
-
-async function until(what: string, check: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
-
-/** SSE ids only go up; progress events a client's throttle replaced leave gaps. */
-function expectIncreasing(ids: number[]): void {
-  expect(ids.length).toBeGreaterThan(1);
-  expect(ids.filter((id, index) => index > 0 && id <= (ids[index - 1] ?? 0))).toEqual([]);
-}
+const run = runView;
 
 const SHORT = { prompt: 'a short run', seed: 5, steps: 4, width: 64, height: 64 };
 const LONG = { prompt: 'a long run', seed: 6, steps: 150, width: 512, height: 512 };

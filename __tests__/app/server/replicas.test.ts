@@ -4,46 +4,25 @@
  * client talks to answers for every run, and a replica killed with SIGKILL and started again
  * loses nothing. Runs the built CLI, which `npm test` builds first.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { CLI } from '../fixtures';
 import { adminClient, deleteKeys, describeRedis, redisConnection, stopSharedRedis, uniquePrefix } from '../../support/redis';
+import { expectIncreasing, isRunning, runView, startCli, stream, submit, until, type CliProcess } from './cli-processes';
 import { CLI_GOLDENS, parseSse } from './helpers';
 
 jest.setTimeout(120_000);
 
-interface Proc {
-  readonly child: ChildProcess;
-  readonly exit: Promise<number | null>;
-  readonly output: () => string;
-}
-
-const procs: Proc[] = [];
+const procs: CliProcess[] = [];
 const dirs: string[] = [];
 afterAll(stopSharedRedis);
 
-function start(args: string[], ready: RegExp): Promise<Proc & { readonly match: RegExpExecArray }> {
-  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  const exit = new Promise<number | null>((resolve) => child.on('exit', resolve));
-  const proc = { child, exit, output: () => output };
+async function start(args: string[], ready: RegExp): Promise<CliProcess> {
+  const proc = await startCli(args, ready);
   procs.push(proc);
-  return new Promise((resolve, reject) => {
-    const check = (chunk: Buffer): void => {
-      output += chunk.toString();
-      const match = ready.exec(output);
-      if (match !== null) resolve({ ...proc, match });
-    };
-    child.stdout.on('data', check);
-    child.stderr.on('data', check);
-    void exit.then(() => {
-      reject(new Error(`${args.join(' ')} exited before it was ready:\n${output}`));
-    });
-  });
+  return proc;
 }
 
 async function tempDir(): Promise<string> {
@@ -52,39 +31,7 @@ async function tempDir(): Promise<string> {
   return dir;
 }
 
-async function submit(url: string, body: Record<string, unknown>): Promise<string> {
-  const response = await fetch(`${url}/v1/runs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
-  expect(response.status).toBe(202);
-  return ((await response.json()) as { id: string }).id;
-}
-
-async function status(url: string, id: string): Promise<{ status: string; progress: { step: number } }> {
-  const response = await fetch(`${url}/v1/runs/${id}`);
-  expect(response.status).toBe(200);
-  return (await response.json()) as { status: string; progress: { step: number } };
-}
-
-async function stream(url: string, id: string, lastEventId?: number): Promise<ReturnType<typeof parseSse>> {
-  const headers: Record<string, string> = { accept: 'text/event-stream' };
-  if (lastEventId !== undefined) headers['last-event-id'] = String(lastEventId);
-  const response = await fetch(`${url}/v1/runs/${id}/events`, { headers });
-  expect(response.status).toBe(200);
-  return parseSse(await response.text());
-}
-
-async function until(what: string, check: () => Promise<boolean>, timeoutMs = 45_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
-
-/** SSE ids only go up; progress events a client's throttle replaced leave gaps. */
-function expectIncreasing(ids: number[]): void {
-  expect(ids.length).toBeGreaterThan(1);
-  expect(ids.filter((id, index) => index > 0 && id <= (ids[index - 1] ?? 0))).toEqual([]);
-}
+const status = runView;
 
 const SMALL = { prompt: 'a lighthouse on a cliff at dusk, oil painting', seed: 1234, steps: 6, width: 64, height: 64 };
 const LONG = { prompt: 'a long night', seed: 9, steps: 150, width: 512, height: 512 };
@@ -107,7 +54,7 @@ describeRedis('serve --redis: two replicas, two workers, one Redis, no shared di
   }, 60_000);
 
   afterAll(async () => {
-    for (const proc of procs) if (proc.child.exitCode === null && proc.child.signalCode === null) proc.child.kill('SIGKILL');
+    for (const proc of procs) if (isRunning(proc)) proc.child.kill('SIGKILL');
     await Promise.all(procs.map((proc) => proc.exit));
     const admin = adminClient(redis);
     await deleteKeys(admin, `processing-runner:${queue}`);
@@ -199,7 +146,7 @@ describeRedis('serve --redis: two replicas, two workers, one Redis, no shared di
       return parseSse(text);
     });
     // Which worker runs it: the one whose log says so.
-    const running = procs.find((proc) => proc.output().includes('taking jobs') && proc.output().includes(prompt) && proc.child.exitCode === null && proc.child.signalCode === null);
+    const running = procs.find((proc) => proc.output().includes('taking jobs') && proc.output().includes(prompt) && isRunning(proc));
     expect(running).toBeDefined();
     const killedAt = Date.now();
     running?.child.kill('SIGKILL');
