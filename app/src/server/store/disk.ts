@@ -9,6 +9,7 @@ import {
   guardHolds,
   isTerminal,
   newRecord,
+  retryingData,
   TERMINAL_EVENT,
   type AppendGuard,
   type NewRun,
@@ -272,11 +273,6 @@ export class DiskRunStore implements RunStore {
     const image = files.find((file) => file.endsWith('.png'));
     return { record, events: isTerminal(record.status) ? undefined : events, image, preview: undefined, writes: Promise.resolve(), file: undefined };
   }
-}
-
-/** The data of a `retrying` event: the progress shown so far, held, and no ETA. */
-export function retryingData(record: RunRecord, attempt: number): Record<string, unknown> {
-  return { attempt, message: `Attempt ${String(attempt)}: the run starts again on another worker`, ...record.progress, eta_seconds: null };
 }
 
 async function readEvents(path: string): Promise<{ readonly events: RunEvent[]; readonly wholeBytes: number; readonly bytes: number }> {

@@ -3,12 +3,12 @@ import { readFile } from 'node:fs/promises';
 import { Redis, type RedisOptions } from 'ioredis';
 
 import { followRun } from './follow.js';
-import { retryingData } from './disk.js';
 import {
   applyEvent,
   DEFAULT_RETENTION,
   isTerminal,
   newRecord,
+  retryingData,
   TERMINAL_EVENT,
   type AppendGuard,
   type NewRun,

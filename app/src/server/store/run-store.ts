@@ -284,6 +284,11 @@ export function applyEvent(record: RunRecord, { id, event, data }: RunEvent): Ru
   }
 }
 
+/** The data of a `retrying` event: the progress shown so far, held, and no ETA. */
+export function retryingData(record: RunRecord, attempt: number): Record<string, unknown> {
+  return { attempt, message: `Attempt ${String(attempt)}: the run starts again on another worker`, ...record.progress, eta_seconds: null };
+}
+
 /** The data of a run's terminal event, as every writer builds it. */
 export function terminalData(record: Pick<RunRecord, 'progress' | 'result'>, status: TerminalStatus, phase: Phase | null, finishedAt: number, message?: string): Record<string, unknown> {
   const finished_at = new Date(finishedAt).toISOString();
