@@ -2,6 +2,10 @@
 // store every replica shares (RedisRunStore), against a real Redis, with a worker (startWorker on
 // the demo generator, recording its runs to the store, as `processing-runner worker` does) in
 // this process.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
 import type { FastifyInstance } from 'fastify';
 import type { Redis } from 'ioredis';
 
@@ -50,13 +54,16 @@ describeRedis('BullmqRunQueue', () => {
     let worker: RunnerWorker;
     let stores: RedisRunStore[];
     let stopRecording: () => void;
+    // The worker's own folder: a job's outDir is the run id, relative to it (never the checkout).
+    let workerOut: string;
     beforeEach(async () => {
+      workerOut = mkdtempSync(join(tmpdir(), 'pr-bullmq-queue-'));
       // The service's store and the worker's: two connections to the same keys, as two processes have.
       const serviceStore = new RedisRunStore({ url: connection, namespace: queueName });
       const workerStore = new RedisRunStore({ url: connection, namespace: queueName });
       stores = [serviceStore, workerStore];
       ({ app, dispose } = await makeApp({ queue, store: serviceStore }));
-      const runner = new DemoImageRunner({ previewEvery: 2 });
+      const runner = new DemoImageRunner({ previewEvery: 2, outRoot: workerOut });
       const recorder = recordRuns(runner, workerStore);
       stopRecording = recorder;
       worker = await startWorker(runner, { queueName, connection });
@@ -67,6 +74,7 @@ describeRedis('BullmqRunQueue', () => {
       await dispose();
       for (const store of stores) await store.close();
       await deleteKeys(admin, `processing-runner:${queueName}`);
+      rmSync(workerOut, { recursive: true, force: true });
     });
 
     test('POST /v1/runs - a run goes to a worker through Redis and gives the same image as in process, with its events', async () => {
@@ -121,7 +129,8 @@ describeRedis('BullmqRunQueue', () => {
   });
 
   test('.close() - cancels nothing: a run in Redis goes on on its worker after the replica that submitted it let go', async () => {
-    const runner = new DemoImageRunner();
+    const workerOut = mkdtempSync(join(tmpdir(), 'pr-bullmq-queue-'));
+    const runner = new DemoImageRunner({ outRoot: workerOut });
     const worker = await startWorker(runner, { queueName, connection });
     try {
       const run = await queue.submit({ id: 'long', processing: { ...LONG, steps: 30, runId: 'long' } as RunJob['processing'] });
@@ -141,6 +150,7 @@ describeRedis('BullmqRunQueue', () => {
       await finished;
     } finally {
       await worker.close();
+      rmSync(workerOut, { recursive: true, force: true });
     }
   });
 });

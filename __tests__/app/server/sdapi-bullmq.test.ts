@@ -1,6 +1,9 @@
 // `/sdapi/v1` over `serve --redis`: the images of a webui job travel back from a worker
 // through Redis (in the run's result when not saved, in its last progress update when stopped).
 import { createHash } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 import type { FastifyInstance } from 'fastify';
 import type { Redis } from 'ioredis';
@@ -24,6 +27,8 @@ let worker: RunnerWorker;
 let serviceStore: RedisRunStore;
 let workerStore: RedisRunStore;
 let stopRecording: () => void;
+/** The worker's own folder: a job's outDir is the run id, relative to it (never the checkout). */
+let workerOut: string;
 
 beforeAll(async () => {
   connection = await redisConnection();
@@ -42,7 +47,8 @@ describeRedis('/sdapi/v1 with runs on a BullMQ worker', () => {
     serviceStore = new RedisRunStore({ url: connection, namespace: queueName });
     workerStore = new RedisRunStore({ url: connection, namespace: queueName });
     ({ app, dispose } = await makeApp({ queue, previewEvery: 1, store: serviceStore }));
-    const runner = new DemoImageRunner({ previewEvery: 1, stepDelayMs: 10 });
+    workerOut = mkdtempSync(join(tmpdir(), 'pr-sdapi-bullmq-'));
+    const runner = new DemoImageRunner({ previewEvery: 1, stepDelayMs: 10, outRoot: workerOut });
     stopRecording = recordRuns(runner, workerStore);
     worker = await startWorker(runner, { queueName, connection });
   });
@@ -54,6 +60,7 @@ describeRedis('/sdapi/v1 with runs on a BullMQ worker', () => {
     for (const store of [serviceStore, workerStore]) await store.close();
     await deleteKeys(admin, `bull:${queueName}`);
     await deleteKeys(admin, `processing-runner:${queueName}`);
+    rmSync(workerOut, { recursive: true, force: true });
   });
 
   test('txt2img - the unsaved image comes back from the worker: the same PNG as in process', async () => {
