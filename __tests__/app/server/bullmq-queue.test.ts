@@ -7,7 +7,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import type { FastifyInstance } from 'fastify';
-import type { Redis } from 'ioredis';
 
 import { startWorker, type RunnerWorker } from '../../../src/bullmq';
 import { DemoImageRunner } from '../../../app/src/generator/pipeline';
@@ -15,36 +14,27 @@ import { BullmqRunQueue } from '../../../app/src/server/queue/bullmq';
 import { QueueFullError, type RunJob } from '../../../app/src/server/queue/run-queue';
 import { recordRuns } from '../../../app/src/server/runs/recorder';
 import { RedisRunStore } from '../../../app/src/server/store/redis';
-import { adminClient, connectionsOf, deleteKeys, describeRedis, redisConnection, stopSharedRedis, uniquePrefix } from '../../support/redis';
+import { connectionsOf, deleteKeys, describeRedis, uniquePrefix, useRedis } from '../../support/redis';
 import { CLI_GOLDENS, makeApp, SMALL, waitForEvent } from './helpers';
 
 jest.setTimeout(60_000);
 
 const LONG = { prompt: 'a long night', seed: 7, steps: 150, width: 64, height: 64 };
 
-let connection: string;
-let admin: Redis;
-beforeAll(async () => {
-  connection = await redisConnection();
-  admin = adminClient(connection);
-});
-afterAll(async () => {
-  await admin.quit();
-  await stopSharedRedis();
-});
+const redis = useRedis();
 
 let queueName: string;
 let queue: BullmqRunQueue;
 beforeEach(() => {
   queueName = uniquePrefix();
-  queue = new BullmqRunQueue({ connection, queueName, capacity: 2 });
+  queue = new BullmqRunQueue({ connection: redis.connection, queueName, capacity: 2 });
 });
 afterEach(async () => {
   await queue.close({ graceMs: 0, reason: new Error('test over') });
   const base64 = Buffer.from(queueName).toString('base64');
-  const open = [...(await connectionsOf(admin, `bull:${queueName}`)), ...(await connectionsOf(admin, 'bull')).filter((name) => name.startsWith(`bull:${base64}`))];
+  const open = [...(await connectionsOf(redis.admin, `bull:${queueName}`)), ...(await connectionsOf(redis.admin, 'bull')).filter((name) => name.startsWith(`bull:${base64}`))];
   expect(open).toEqual([]);
-  await deleteKeys(admin, `bull:${queueName}`);
+  await deleteKeys(redis.admin, `bull:${queueName}`);
 });
 
 describeRedis('BullmqRunQueue', () => {
@@ -59,21 +49,21 @@ describeRedis('BullmqRunQueue', () => {
     beforeEach(async () => {
       workerOut = mkdtempSync(join(tmpdir(), 'pr-bullmq-queue-'));
       // The service's store and the worker's: two connections to the same keys, as two processes have.
-      const serviceStore = new RedisRunStore({ url: connection, namespace: queueName });
-      const workerStore = new RedisRunStore({ url: connection, namespace: queueName });
+      const serviceStore = new RedisRunStore({ url: redis.connection, namespace: queueName });
+      const workerStore = new RedisRunStore({ url: redis.connection, namespace: queueName });
       stores = [serviceStore, workerStore];
       ({ app, dispose } = await makeApp({ queue, store: serviceStore }));
       const runner = new DemoImageRunner({ previewEvery: 2, outRoot: workerOut });
       const recorder = recordRuns(runner, workerStore);
       stopRecording = recorder;
-      worker = await startWorker(runner, { queueName, connection });
+      worker = await startWorker(runner, { queueName, connection: redis.connection });
     });
     afterEach(async () => {
       await worker.close();
       stopRecording();
       await dispose();
       for (const store of stores) await store.close();
-      await deleteKeys(admin, `processing-runner:${queueName}`);
+      await deleteKeys(redis.admin, `processing-runner:${queueName}`);
       rmSync(workerOut, { recursive: true, force: true });
     });
 
@@ -114,7 +104,7 @@ describeRedis('BullmqRunQueue', () => {
     expect(await queue.cancel('run-a', reason)).toBe('unknown');
     expect(await queue.position('run-b')).toBe(0);
     // Another replica's queue (same Redis, same queue) finds and cancels a run it did not submit.
-    const other = new BullmqRunQueue({ connection, queueName, capacity: 2 });
+    const other = new BullmqRunQueue({ connection: redis.connection, queueName, capacity: 2 });
     try {
       expect(await other.position('run-b')).toBe(0);
       expect(await other.cancel('run-b', reason)).toBe('dequeued');
@@ -131,7 +121,7 @@ describeRedis('BullmqRunQueue', () => {
   test('.close() - cancels nothing: a run in Redis goes on on its worker after the replica that submitted it let go', async () => {
     const workerOut = mkdtempSync(join(tmpdir(), 'pr-bullmq-queue-'));
     const runner = new DemoImageRunner({ outRoot: workerOut });
-    const worker = await startWorker(runner, { queueName, connection });
+    const worker = await startWorker(runner, { queueName, connection: redis.connection });
     try {
       const run = await queue.submit({ id: 'long', processing: { ...LONG, steps: 30, runId: 'long' } as RunJob['processing'] });
       await new Promise<void>((resolve) => {

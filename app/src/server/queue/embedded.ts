@@ -113,6 +113,11 @@ export class EmbeddedRunQueue implements RunQueue {
     return 'unknown';
   }
 
+  /** Nothing to remove: a run leaves this queue's memory when it settles. */
+  sweep(): Promise<void> {
+    return Promise.resolve();
+  }
+
   async close({ graceMs, reason }: { readonly graceMs: number; readonly reason: unknown }): Promise<void> {
     this.#closed = true;
     for (const id of [...this.#waiting.keys()]) this.#cancel(id, reason);

@@ -78,6 +78,11 @@ export interface RunQueue {
    * `AbortSignal` wherever it runs.
    */
   cancel(id: string, reason: unknown): Promise<CancelOutcome>;
+  /**
+   * Removes what the queue itself keeps of runs that are over, once it no longer needs it (the
+   * run store keeps what clients read). The service calls it with the store's sweep.
+   */
+  sweep(): Promise<void>;
   /** Where runs go, for the start-up banner. */
   readonly description: string;
   /**

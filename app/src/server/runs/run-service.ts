@@ -116,8 +116,8 @@ export class RunService {
         }
       }
     }
-    await this.#sweep();
-    this.#sweepTimer = setInterval(() => void this.#sweep(), this.#sweepEveryMs);
+    await this.sweep();
+    this.#sweepTimer = setInterval(() => void this.sweep(), this.#sweepEveryMs);
     this.#sweepTimer.unref();
     if (this.#recorder === undefined) this.#watch();
   }
@@ -354,8 +354,14 @@ export class RunService {
     this.#watchTimer.unref();
   }
 
-  async #sweep(): Promise<void> {
+  /**
+   * Removes what retention no longer keeps: runs from the store (with their events and image)
+   * and finished jobs from the queue. `start()` runs it every `sweepEveryMs`; a failure goes to
+   * `onError` and the next sweep tries again.
+   */
+  async sweep(): Promise<void> {
     await this.store.sweep(this.#now()).catch(this.#onError);
+    await this.queue.sweep().catch(this.#onError);
   }
 }
 
