@@ -15,7 +15,7 @@ import { QueueFullError, type RunJob } from '../../../app/src/server/queue/run-q
 import { recordRuns } from '../../../app/src/server/runs/recorder';
 import { RedisRunStore } from '../../../app/src/server/store/redis';
 import { connectionsOf, deleteKeys, describeRedis, uniquePrefix, useRedis } from '../../support/redis';
-import { CLI_GOLDENS, makeApp, SMALL, waitForEvent } from './helpers';
+import { CLI_GOLDENS, makeApp, parseSse, SMALL, waitForEvent } from './helpers';
 
 jest.setTimeout(60_000);
 
@@ -78,6 +78,29 @@ describeRedis('BullmqRunQueue', () => {
       const image = await app.inject({ method: 'GET', url: `/v1/runs/${id}/image` });
       expect(image.statusCode).toBe(200);
       expect(image.rawPayload.subarray(1, 4).toString()).toBe('PNG');
+    });
+
+    test('positions - a waiting run moves up when runs another replica submitted start, though this replica saw none of them start', async () => {
+      // Another replica's queue: the runs it submits start on its runner, not on this service's.
+      const other = new BullmqRunQueue({ connection: redis.connection, queueName, capacity: 10 });
+      try {
+        const job = (id: string, input: object): RunJob => ({ id, processing: { ...input, runId: id } as RunJob['processing'] });
+        const first = await other.submit(job('other-1', LONG));
+        const second = await other.submit(job('other-2', { ...LONG, width: 256, height: 256 }));
+        const response = await app.inject({ method: 'POST', url: '/v1/runs', payload: SMALL });
+        const { id, position } = response.json<{ id: string; position: number }>();
+        // Behind other-2, and behind other-1 unless the worker took it already.
+        expect(position).toBeGreaterThanOrEqual(1);
+        await waitForEvent(app, id, (event) => event.event === 'end');
+        const events = (await app.inject({ method: 'GET', url: `/v1/runs/${id}/events` })).body;
+        const places = parseSse(events).flatMap((event) => (event.event === 'queued' ? [event.data.position] : []));
+        // Its place went down to 0 before it started (written by this service's watcher).
+        expect(places.at(-1)).toBe(0);
+        expect(places).toEqual([...places].sort((a, b) => Number(b) - Number(a)));
+        await Promise.all([first.done, second.done]);
+      } finally {
+        await other.close({ graceMs: 0, reason: new Error('test over') });
+      }
     });
 
     test('POST /v1/runs/:id/cancel - a run on a worker is aborted there and ends cancelled', async () => {

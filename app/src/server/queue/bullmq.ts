@@ -114,6 +114,12 @@ export class BullmqRunQueue implements RunQueue {
     return index === null ? undefined : length - 1 - index;
   }
 
+  async positions(): Promise<ReadonlyMap<string, number>> {
+    // One read of the wait list, whose tail is handed out first (see position()).
+    const ids = await this.#redis.lrange(this.runner.queue.toKey('wait'), 0, -1);
+    return new Map(ids.map((id, index) => [id, ids.length - 1 - index]));
+  }
+
   async cancel(id: string, reason: unknown): Promise<CancelOutcome> {
     const job = await this.runner.queue.getJob(id);
     const state = job === undefined ? 'unknown' : await job.getState();

@@ -84,6 +84,12 @@ export class EmbeddedRunQueue implements RunQueue {
     return Promise.resolve(this.#position(id));
   }
 
+  positions(): Promise<ReadonlyMap<string, number>> {
+    const positions = new Map<string, number>();
+    for (const id of this.#waiting.keys()) positions.set(id, this.#position(id) ?? 0);
+    return Promise.resolve(positions);
+  }
+
   #position(id: string | undefined): number | undefined {
     // Runs about to take a free slot (started on the next turn) are not "ahead" of anyone.
     let index = -Math.max(0, this.#concurrency - this.#running.size);

@@ -72,6 +72,8 @@ export interface RunQueue {
    * many a run submitted now would wait behind.
    */
   position(id: string | undefined): Promise<number | undefined>;
+  /** The position of every waiting run, by id, read at once (what `position(id)` says of each). */
+  positions(): Promise<ReadonlyMap<string, number>>;
   /**
    * Cancels a run with `reason`, whoever submitted it: a waiting run leaves the queue (its
    * `done`, where it was submitted, rejects with `reason`), a running one is aborted through its
