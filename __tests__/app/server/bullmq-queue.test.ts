@@ -84,7 +84,7 @@ describeRedis('BullmqRunQueue', () => {
       // Another replica's queue: the runs it submits start on its runner, not on this service's.
       const other = new BullmqRunQueue({ connection: redis.connection, queueName, capacity: 10 });
       try {
-        const job = (id: string, input: object): RunJob => ({ id, processing: { ...input, runId: id } as RunJob['processing'] });
+        const job = (id: string, input: typeof LONG): RunJob => ({ id, processing: { ...input, runId: id } as RunJob['processing'] });
         const first = await other.submit(job('other-1', LONG));
         const second = await other.submit(job('other-2', { ...LONG, width: 256, height: 256 }));
         const response = await app.inject({ method: 'POST', url: '/v1/runs', payload: SMALL });
