@@ -1,5 +1,7 @@
 import { startWorker, type RunnerWorker } from 'processing-runner/bullmq';
 
+import { BackendPool } from '../backends/pool.js';
+import { WebuiBackendRunner } from '../backends/runner.js';
 import { DemoImageRunner } from '../generator/pipeline.js';
 import { recordRuns } from '../server/runs/recorder.js';
 import { RedisRunStore } from '../server/store/redis.js';
@@ -27,6 +29,8 @@ export interface WorkerSettings {
   readonly stalledIntervalMs?: number | undefined;
   /** The worker's own folder for the PNGs it makes (a relative `outDir` of a job lands here). */
   readonly outDir?: string | undefined;
+  /** Run on these stable-diffusion-webui servers instead of the demo generator (`concurrency` should be their number). */
+  readonly backends?: readonly string[] | undefined;
 }
 
 /** Where the worker host writes its log lines, and the process it listens to for signals. */
@@ -41,9 +45,11 @@ export interface WorkerHost {
  * Resolves with the exit code.
  */
 export async function runWorker(settings: WorkerSettings, host: WorkerHost): Promise<number> {
-  // Previews as the service's embedded queue makes them, so its live preview works in both modes.
-  const runner = new DemoImageRunner({ previewEvery: 5, outRoot: settings.outDir });
   const { log } = host;
+  // Previews as the service's embedded queue makes them, so its live preview works in both modes.
+  const pool = settings.backends === undefined ? undefined : new BackendPool(settings.backends);
+  const runner = pool === undefined ? new DemoImageRunner({ previewEvery: 5, outRoot: settings.outDir }) : new WebuiBackendRunner(pool, { outRoot: settings.outDir });
+  const stopWatching = pool === undefined ? undefined : watchBackends(pool, log);
   runner.on('start', (request, runId) => {
     const { prompt } = request.processing;
     log(`run ${String(runId)} started: ${JSON.stringify(prompt)}`);
@@ -76,11 +82,16 @@ export async function runWorker(settings: WorkerSettings, host: WorkerHost): Pro
     });
   } catch (error) {
     log(`cannot start the worker: ${error instanceof Error ? error.message : String(error)}`);
+    stopWatching?.();
+    pool?.close();
     recorder();
     await store.close();
     return 1;
   }
-  log(`worker ${String(process.pid)} taking jobs from queue ${JSON.stringify(settings.queueName)} (concurrency ${String(settings.concurrency)}); runs recorded in ${store.location}`);
+  log(
+    `worker ${String(process.pid)} taking jobs from queue ${JSON.stringify(settings.queueName)} (concurrency ${String(settings.concurrency)}); runs recorded in ${store.location}` +
+      (pool === undefined ? '' : `; runs on ${pool.names.join(', ')}`),
+  );
 
   return new Promise<number>((resolve) => {
     let stopping = false;
@@ -96,6 +107,8 @@ export async function runWorker(settings: WorkerSettings, host: WorkerHost): Pro
         .then(() => recorder.flushed())
         .then(async () => {
           recorder();
+          stopWatching?.();
+          pool?.close();
           await store.close();
           host.signals.off('SIGTERM', onTerm);
           host.signals.off('SIGINT', onInt);
@@ -112,4 +125,25 @@ export async function runWorker(settings: WorkerSettings, host: WorkerHost): Pro
     host.signals.on('SIGTERM', onTerm);
     host.signals.on('SIGINT', onInt);
   });
+}
+
+/** Logs each failed backend call, and each backend's health when it changes (checked every second). */
+function watchBackends(pool: BackendPool, log: (line: string) => void): () => void {
+  const stopFailures = pool.onFailure((failure) => {
+    log(`backend ${failure.url}: ${failure.kind}: ${failure.message}`);
+  });
+  const last = new Map<string, string>();
+  const look = (): void => {
+    for (const backend of pool.status()) {
+      if (last.get(backend.url) !== backend.health) log(`backend ${backend.url} is ${backend.health}`);
+      last.set(backend.url, backend.health);
+    }
+  };
+  look();
+  const timer = setInterval(look, 1000);
+  timer.unref();
+  return () => {
+    stopFailures();
+    clearInterval(timer);
+  };
 }
