@@ -176,7 +176,7 @@ export class WebuiBackendRunner extends ProcessingRunner<GenerationInput, Genera
     signal.addEventListener('abort', onAbort, { once: true });
     if (signal.aborted) onAbort();
 
-    let last = { step: -1, total, preview: null as string | null };
+    let last = { step: 0, total, preview: null as string | null };
     let seen = false;
     // Read through a call: both change while the loop awaits.
     const over = (): boolean => settled.signal.aborted || interrupted;
@@ -224,7 +224,7 @@ export class WebuiBackendRunner extends ProcessingRunner<GenerationInput, Genera
     const image = this.#imageOf(backend, answer, params);
     if (signal.aborted) {
       // The backend stopped where it was and sent the image as it stood: it goes with the run's last update.
-      if (image !== undefined) reportProgress({ step: Math.max(0, last.step), total: last.total, info: { backend, preview: pngDataUri(image.png), stopped: true } satisfies BackendProgressInfo });
+      if (image !== undefined) reportProgress({ step: last.step, total: last.total, info: { backend, preview: pngDataUri(image.png), stopped: true } satisfies BackendProgressInfo });
       throw signal.reason;
     }
     if (image === undefined) throw new BackendError(backend, 'protocol', `Backend ${backend} answered without an image`);
