@@ -97,6 +97,8 @@ async function serve(options: ServeCommandOptions): Promise<number> {
     process.stderr.write(`processing-runner: could not start the service: ${error instanceof Error ? error.message : String(error)}\n`);
     return EXIT.failed;
   }
+  // Each backend's health is known before the first run (GET /v1/backends).
+  void backends?.check();
   const page = existsSync(join(DEFAULT_WEB_ROOT, 'index.html')) ? `${server.url}/` : 'not built (npm run build:web)';
   process.stdout.write(
     `processing-runner serve: listening on ${server.url}\n  API      ${server.url}/v1/runs  (OpenAPI: ${server.url}/openapi.json)\n  webui    ${server.url}/sdapi/v1/\n  page     ${page}\n` +

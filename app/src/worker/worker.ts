@@ -50,6 +50,7 @@ export async function runWorker(settings: WorkerSettings, host: WorkerHost): Pro
   const pool = settings.backends === undefined ? undefined : new BackendPool(settings.backends);
   const runner = pool === undefined ? new DemoImageRunner({ previewEvery: 5, outRoot: settings.outDir }) : new WebuiBackendRunner(pool, { outRoot: settings.outDir });
   const stopWatching = pool === undefined ? undefined : watchBackends(pool, log);
+  void pool?.check();
   runner.on('start', (request, runId) => {
     const { prompt } = request.processing;
     log(`run ${String(runId)} started: ${JSON.stringify(prompt)}`);
