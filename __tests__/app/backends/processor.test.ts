@@ -246,6 +246,49 @@ describe('WebuiBackendRunner on webui-compatible servers', () => {
     });
   });
 
+  describe('a backend that does not answer in time', () => {
+    let server: Server;
+    let url: string;
+    /** What the server does: `silent` answers nothing at all; `stuck` answers progress (idle), never txt2img. */
+    let mode: 'silent' | 'stuck' = 'silent';
+    const IDLE = { progress: 0, eta_relative: 0, state: { skipped: false, interrupted: false, job: '', job_count: 0, job_timestamp: '0', job_no: 0, sampling_step: 0, sampling_steps: 0 }, current_image: null, textinfo: null };
+    beforeAll(async () => {
+      server = createServer((request, response) => {
+        request.resume();
+        if (mode === 'stuck' && request.method === 'GET') {
+          response.setHeader('content-type', 'application/json');
+          response.end(JSON.stringify(IDLE));
+        }
+        // Otherwise the request is left hanging until the test closes the server.
+      });
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      url = `http://127.0.0.1:${String((server.address() as AddressInfo).port)}`;
+    });
+    afterAll(async () => {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    });
+
+    test('connect timeout - its first call times out: marked down, the run retried on another', async () => {
+      mode = 'silent';
+      const backends = pool([url, b.url], { connectTimeoutMs: 300, probeMinMs: 30_000 });
+      const { image, updates } = await runOn(backends, SMALL);
+      expect(image.sha256).toBe((await expectedPng(SMALL)).sha256);
+      expect(infoOf(updates[0])).toEqual({ backend: b.url, retriedAfter: `Backend ${url} did not answer within 300 ms (connect timeout)` });
+      expect(backends.status()[0]).toMatchObject({ health: 'down', failures: 1 });
+    });
+
+    test('first progress timeout - it takes txt2img but never shows the job: a timeout fault, the run retried on another', async () => {
+      mode = 'stuck';
+      const backends = pool([url, b.url], { probeMinMs: 30_000 });
+      const { image, updates } = await runOn(backends, SMALL, { runner: { firstProgressTimeoutMs: 400 } });
+      expect(image.sha256).toBe((await expectedPng(SMALL)).sha256);
+      // The first attempt went as far as its step 0 on the stuck backend, then the retry starts over.
+      expect(updates.slice(0, 2).map(infoOf)).toEqual([{ backend: url }, { backend: b.url, retriedAfter: `Backend ${url} did not start the run within 400 ms (first progress timeout)` }]);
+      expect(backends.status()[0]).toMatchObject({ health: 'down', failures: 1, busy: false });
+    });
+  });
+
   test('tracing - one HTTP client span per backend call, children of the run’s execute span', async () => {
     const exporter = new InMemorySpanExporter();
     const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });

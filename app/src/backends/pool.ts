@@ -1,6 +1,6 @@
 import type { Tracer } from '@opentelemetry/api';
 
-import { BackendError, WebuiClient, type BackendFaultKind, type FetchFunction } from './webui-client.js';
+import { BackendError, isBusy, WebuiClient, type BackendFaultKind, type FetchFunction } from './webui-client.js';
 
 /**
  * A backend's health as the pool sees it: `unknown` until it was first called (it is used),
@@ -340,7 +340,7 @@ export class BackendPool {
     try {
       const progress = await backend.client.progress(AbortSignal.timeout(this.connectTimeoutMs), true);
       if (this.#stale(backend)) return;
-      if (progress.jobCount > 0) {
+      if (isBusy(progress)) {
         this.#setElsewhere(backend);
       } else {
         backend.health = 'up';

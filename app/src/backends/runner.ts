@@ -5,7 +5,7 @@ import { writeImage, type GeneratedImage, type PreviewInfo } from '../generator/
 import { base64Bytes, decodeImage, encodePng, isPng, pngDataUri, readParameters, sha256 } from '../generator/png.js';
 import { pause } from '../generator/render.js';
 import { wholeNumber, type BackendPool } from './pool.js';
-import { BackendError, type WebuiClient, type WebuiGenerationAnswer, type WebuiGenerationBody, type WebuiProgress } from './webui-client.js';
+import { BackendError, isBusy, type WebuiClient, type WebuiGenerationAnswer, type WebuiGenerationBody, type WebuiProgress } from './webui-client.js';
 
 /** Options of `WebuiBackendRunner`. */
 export interface WebuiBackendRunnerOptions {
@@ -116,13 +116,14 @@ export class WebuiBackendRunner extends ProcessingRunner<GenerationInput, Genera
         this.#encoded.set(state, image.png);
         return image.result;
       } catch (error) {
-        if (!(error instanceof BackendError)) {
+        // A cancelled run ends with its reason, whatever the backend answered to the interrupt.
+        if (!(error instanceof BackendError) || context.signal.aborted) {
           lease.release();
-          throw error;
+          throw context.signal.aborted ? context.signal.reason : error;
         }
         lease.fail(error);
         tried.add(name);
-        if (!error.retryable || context.signal.aborted || tried.size > this.#retries || this.pool.size <= tried.size) throw error;
+        if (!error.retryable || tried.size > this.#retries || this.pool.size <= tried.size) throw error;
         retriedAfter = error.message;
       }
     }
@@ -142,7 +143,7 @@ export class WebuiBackendRunner extends ProcessingRunner<GenerationInput, Genera
   async #busyElsewhere(client: WebuiClient, signal: AbortSignal): Promise<boolean> {
     const timeout = AbortSignal.timeout(this.pool.connectTimeoutMs);
     try {
-      return (await client.progress(AbortSignal.any([signal, timeout]), true)).jobCount > 0;
+      return isBusy(await client.progress(AbortSignal.any([signal, timeout]), true));
     } catch (error) {
       if (signal.aborted) throw signal.reason;
       if (timeout.aborted) throw new BackendError(client.name, 'timeout', `Backend ${client.name} did not answer within ${String(this.pool.connectTimeoutMs)} ms (connect timeout)`, undefined, { cause: error });
@@ -184,26 +185,27 @@ export class WebuiBackendRunner extends ProcessingRunner<GenerationInput, Genera
       while (!over()) {
         await pause(this.#pollMs, settled.signal);
         if (over()) return;
-        let progress: WebuiProgress;
+        let progress: WebuiProgress | undefined;
         try {
           progress = await client.progress(AbortSignal.any([settled.signal, AbortSignal.timeout(this.pool.connectTimeoutMs)]), !wantsPreview);
         } catch {
           // The pending txt2img says what went wrong; a lost poll only leaves a gap.
-          progress = { progress: 0, jobCount: 0, job: '', jobTimestamp: '', samplingStep: 0, samplingSteps: 0, interrupted: false, currentImage: null };
+          progress = undefined;
         }
         if (over()) return;
-        if (progress.jobCount > 0) seen = true;
-        if (!seen) {
-          if (performance.now() - startedAt > this.#firstProgressTimeoutMs) {
-            post.abort(new BackendError(backend, 'timeout', `Backend ${backend} did not start the run within ${String(this.#firstProgressTimeoutMs)} ms (first progress timeout)`));
-            return;
-          }
-          continue;
+        const busy = progress !== undefined && isBusy(progress);
+        if (busy) seen = true;
+        if (!seen && performance.now() - startedAt > this.#firstProgressTimeoutMs) {
+          post.abort(new BackendError(backend, 'timeout', `Backend ${backend} did not start the run within ${String(this.#firstProgressTimeoutMs)} ms (first progress timeout)`));
+          return;
         }
+        // Idle again (the answer is on its way) or no answer: nothing to report.
+        if (!busy || progress === undefined) continue;
         const stepTotal = progress.samplingSteps > 0 ? progress.samplingSteps : total;
         const step = Math.min(progress.samplingStep, stepTotal);
         const preview = wantsPreview ? progress.currentImage : null;
-        if (step === last.step && stepTotal === last.total && preview === last.preview) continue;
+        // Progress never goes back within one total (a later pass, such as hires fix, brings its own total).
+        if ((step < last.step && stepTotal === last.total) || (step === last.step && stepTotal === last.total && preview === last.preview)) continue;
         const info: BackendProgressInfo = preview !== null && preview !== last.preview ? { backend, preview: imageDataUri(preview) } : { backend };
         last = { step, total: stepTotal, preview };
         reportProgress({ step, total: stepTotal, info });

@@ -93,6 +93,14 @@ export interface WebuiProgress {
 }
 
 /**
+ * Whether a backend's progress shows a job going. The webui's idle state is `job_count` 0 and
+ * `job` empty; a job sets `job_count` to -1 as it begins, then to its batch count.
+ */
+export function isBusy(progress: WebuiProgress): boolean {
+  return progress.jobCount !== 0 || progress.job !== '';
+}
+
+/**
  * A stable-diffusion-webui (or Forge, SD.Next) server's API, over the platform's `fetch`. The
  * URL may carry `user:password@` (the webui's `--api-auth`): it becomes an `Authorization: Basic`
  * header and never appears in messages, spans or listings.
