@@ -28,6 +28,12 @@ import { backendRuns, startBackend, type Backend } from './backends';
 
 jest.setTimeout(90_000);
 
+/** `GET /v1/backends`, as the tests read it. */
+interface Listed {
+  generator: string;
+  backends: { url: string; health: string; runs: number; worker?: string }[];
+}
+
 const SMALL = { prompt: 'a lighthouse on a cliff at dusk', seed: 42, steps: 12, width: 64, height: 64 } as const;
 
 /** The demo generator's PNG for these parameters, made here: what a `serve` backend sends back. */
@@ -182,8 +188,13 @@ describeRedis('BullMQ workers with --backend', () => {
       procs.push(replica);
       for (const backend of [a, b]) procs.push(await startCli(['worker', '--redis', redis, '--queue', queue, '--out', await tempDir(), '--backend', backend.url], /taking jobs/));
       const url = replica.match[1] ?? '';
-      const listed = (await (await fetch(`${url}/v1/backends`)).json()) as { generator: string; backends: unknown[] };
-      expect(listed).toEqual({ generator: 'workers', backends: [] });
+      // The workers report their backends through Redis; the service lists them.
+      const backendsOf = async (): Promise<Listed> => (await (await fetch(`${url}/v1/backends`)).json()) as Listed;
+      await until('both workers reported their backend', async () => (await backendsOf()).backends.length === 2, 10_000);
+      const listed = await backendsOf();
+      expect(listed.generator).toBe('workers');
+      expect(listed.backends.map((backend) => backend.url).sort()).toEqual([a.url, b.url].sort());
+      expect(listed.backends.every((backend) => /^.+:\d+$/.test(backend.worker ?? ''))).toBe(true);
       const before = { a: (await backendRuns(a.url)).length, b: (await backendRuns(b.url)).length };
       // The first run followed live from its start: the backend's previews reach the service's SSE.
       const first = await submit(url, { ...SMALL, seed: 11 });
@@ -203,6 +214,8 @@ describeRedis('BullMQ workers with --backend', () => {
       for (const runs of [made.a, made.b]) {
         for (let index = 1; index < runs.length; index++) expect(Date.parse(runs[index - 1]?.started_at ?? '')).toBeGreaterThanOrEqual(Date.parse(runs[index]?.finished_at ?? ''));
       }
+      await until('the listing counts the 4 runs', async () => (await backendsOf()).backends.reduce((sum, backend) => sum + backend.runs, 0) === 4, 10_000);
+      expect((await backendsOf()).backends.map((backend) => backend.health)).toEqual(['up', 'up']);
       await until('the workers logged their backends', () => Promise.resolve(procs.slice(-2).every((proc) => /runs on http:\/\/127\.0\.0\.1:\d+/.test(proc.output()))), 5000);
     } finally {
       const admin = adminClient(redis);

@@ -14,6 +14,7 @@ import { attachMetrics, attachProgress, attachTracing } from '../instrument.js';
 import { createProgressDisplay, describeStop, formatSpanTree, formatSummary } from './output.js';
 import type { GenerationInput } from '../generator/params.js';
 import { DemoImageRunner, type GeneratedImage } from '../generator/pipeline.js';
+import { BackendBoard } from '../backends/board.js';
 import { BackendPool } from '../backends/pool.js';
 import { WebuiBackendRunner } from '../backends/runner.js';
 import { BullmqRunQueue } from '../server/queue/bullmq.js';
@@ -83,8 +84,10 @@ async function serve(options: ServeCommandOptions): Promise<number> {
   // With --backend, runs go to a pool of webui servers; each call to one is a span of the run's trace.
   const backends = options.backends === undefined ? undefined : new BackendPool(options.backends, { tracer: tracing?.tracer });
   const backendRunner = { runTimeoutMs: options.backendTimeoutSeconds === undefined ? undefined : Math.round(options.backendTimeoutSeconds * 1000) };
+  // With --redis, the workers hold the backends and report them here.
+  const backendBoard = options.redis === undefined ? undefined : new BackendBoard({ url: options.redis, namespace: options.queueName, connectionName: `processing-runner:${options.queueName}:service-backends` });
   try {
-    server = await startServer({ ...options, queue, store, backends, backendRunner, tracer: tracing?.tracer, logger: false });
+    server = await startServer({ ...options, queue, store, backends, backendBoard, backendRunner, tracer: tracing?.tracer, logger: false });
   } catch (error) {
     backends?.close();
     await queue?.close({ graceMs: 0, reason: new DOMException('The service did not start', 'AbortError') });
@@ -115,6 +118,7 @@ async function serve(options: ServeCommandOptions): Promise<number> {
         process.off('SIGTERM', onSignal);
         process.off('SIGINT', onSignal);
         backends?.close();
+        await backendBoard?.close();
         await tracing?.shutdown();
         await store?.close();
         process.stdout.write('stopped\n');

@@ -1,5 +1,6 @@
 import type { Tracer } from '@opentelemetry/api';
 
+import type { BackendListing } from '../backends/board.js';
 import type { BackendPool } from '../backends/pool.js';
 import type { WebuiBackendRunnerOptions } from '../backends/runner.js';
 import type { RunQueue } from './queue/run-queue.js';
@@ -30,6 +31,8 @@ export interface AppOptions {
    * backends. Listed, with their health, at `GET /v1/backends`.
    */
   readonly backends?: BackendPool | undefined;
+  /** With runs on workers elsewhere: where the workers report their backends (`GET /v1/backends` lists them). */
+  readonly backendBoard?: BackendListing | undefined;
   /** How runs on `backends` poll, time out and retry. */
   readonly backendRunner?: WebuiBackendRunnerOptions | undefined;
   /** A live preview every this many steps; 0 for none. @default 5 */

@@ -1,5 +1,6 @@
 import { startWorker, type RunnerWorker } from 'processing-runner/bullmq';
 
+import { BackendBoard } from '../backends/board.js';
 import { BackendPool } from '../backends/pool.js';
 import { WebuiBackendRunner } from '../backends/runner.js';
 import { DemoImageRunner } from '../generator/pipeline.js';
@@ -68,6 +69,9 @@ export async function runWorker(settings: WorkerSettings, host: WorkerHost): Pro
   const onError = (error: unknown): void => {
     log(`redis: ${error instanceof Error ? error.message : String(error)}`);
   };
+  // The services behind this Redis list this worker's backends (GET /v1/backends).
+  const board = pool === undefined ? undefined : new BackendBoard({ url: settings.redis, namespace: settings.queueName, connectionName: `processing-runner:${settings.queueName}:worker-backends`, onError });
+  const stopReporting = pool === undefined ? undefined : board?.publish(pool);
   // The runs' records, events and images go to the store every service replica reads.
   const store = new RedisRunStore({ url: settings.redis, namespace: settings.queueName, retention: settings.retention, connectionName: `processing-runner:${settings.queueName}:worker-store`, onError });
   const recorder = recordRuns(runner, store, { onError });
@@ -84,6 +88,8 @@ export async function runWorker(settings: WorkerSettings, host: WorkerHost): Pro
   } catch (error) {
     log(`cannot start the worker: ${error instanceof Error ? error.message : String(error)}`);
     stopWatching?.();
+    await stopReporting?.();
+    await board?.close();
     pool?.close();
     recorder();
     await store.close();
@@ -109,6 +115,8 @@ export async function runWorker(settings: WorkerSettings, host: WorkerHost): Pro
         .then(async () => {
           recorder();
           stopWatching?.();
+          await stopReporting?.();
+          await board?.close();
           pool?.close();
           await store.close();
           host.signals.off('SIGTERM', onTerm);

@@ -12,12 +12,13 @@ export const BackendItem = Type.Object({
   last_error: Type.Union([Type.String(), Type.Null()]),
   down_since: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
   next_probe_at: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+  worker: Type.Optional(Type.String({ description: 'With `--redis`: the worker that holds it (`host:pid`), from its last report (every 2 s).' })),
 });
 export type BackendItem = Static<typeof BackendItem>;
 
 export const BackendList = Type.Object({
   generator: Type.Union([Type.Literal('demo'), Type.Literal('webui'), Type.Literal('workers')], {
-    description: '`demo`: the built-in generator; `webui`: the backends below; `workers`: runs go to workers through Redis (each lists its backends in its log).',
+    description: '`demo`: the built-in generator; `webui`: the backends below; `workers`: runs go to workers through Redis, and the backends below are those the workers with `--backend` reported lately.',
   }),
   backends: Type.Array(BackendItem),
 });

@@ -4,6 +4,7 @@ import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { attachTracing } from 'processing-runner/tracing';
 
+import type { BackendListing } from '../../../backends/board.js';
 import type { BackendPool } from '../../../backends/pool.js';
 import { WebuiBackendRunner } from '../../../backends/runner.js';
 import { DemoImageRunner } from '../../../generator/pipeline.js';
@@ -37,6 +38,8 @@ declare module 'fastify' {
     runs: RunService;
     /** The webui backends runs go to, when the service was given some. */
     backends: BackendPool | undefined;
+    /** Where workers elsewhere report their backends, when runs go to workers. */
+    backendBoard: BackendListing | undefined;
     settings: ServiceSettings;
     serviceState: ServiceState;
   }
@@ -71,6 +74,7 @@ export default fp(
     });
     app.decorate('runs', runs);
     app.decorate('backends', pool);
+    app.decorate('backendBoard', options.backendBoard);
     app.decorate('settings', {
       outDir,
       apiKey: options.apiKey,
