@@ -359,6 +359,7 @@ function parseServe(argv: readonly string[], env: NodeJS.ProcessEnv): Command {
   if (runTimeoutSeconds === 0) throw new UsageError("--run-timeout must be above 0, got '0'");
   const backends = values.backend === undefined ? undefined : parseBackends('--backend', values.backend, 64);
   if (backends !== undefined && values.redis !== undefined) throw new UsageError('--backend does not go with --redis: give --backend to the workers (processing-runner worker --backend URL)');
+  if (backends !== undefined && values.concurrency !== undefined) throw new UsageError('--concurrency does not go with --backend: the service runs one run per backend at a time');
   const backendTimeoutSeconds = seconds('--backend-timeout', values['backend-timeout']);
   if (backendTimeoutSeconds === 0) throw new UsageError("--backend-timeout must be above 0, got '0'");
   const apiAuth = values['api-auth']?.split(',');
