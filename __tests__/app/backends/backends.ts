@@ -3,6 +3,8 @@
  * processes on loopback ports (their `/sdapi/v1` subset), and what the tests read from them.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer, type RequestListener } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -69,4 +71,26 @@ export async function backendRuns(url: string): Promise<{ id: string; status: st
 /** Waits until the backend's progress shows no job. */
 export function untilIdle(url: string, headers: Record<string, string> = {}, timeoutMs = 15_000): Promise<void> {
   return until(`${url} is idle`, async () => (await backendProgress(url, headers)).job_count === 0, timeoutMs);
+}
+
+/** `/sdapi/v1/progress` of an idle webui, as the reference shapes it. */
+export const IDLE_PROGRESS = {
+  progress: 0,
+  eta_relative: 0,
+  state: { skipped: false, interrupted: false, job: '', job_count: 0, job_timestamp: '0', job_no: 0, sampling_step: 0, sampling_steps: 0 },
+  current_image: null,
+  textinfo: null,
+} as const;
+
+/** A small HTTP server of the test's own on a loopback port (a backend that misbehaves), and what closes it. */
+export async function startHttpServer(handler: RequestListener): Promise<{ readonly url: string; readonly close: () => Promise<void> }> {
+  const server = createServer(handler);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${String((server.address() as AddressInfo).port)}`,
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
 }

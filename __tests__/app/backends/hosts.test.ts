@@ -19,12 +19,12 @@ import { ProcessingRequest } from 'processing-runner';
 
 import { BackendPool } from '../../../app/src/backends/pool';
 import { DemoImageRunner } from '../../../app/src/generator/pipeline';
-import { sha256 } from '../../../app/src/generator/png';
+import { readParameters, sha256 } from '../../../app/src/generator/png';
 import { adminClient, deleteKeys, describeRedis, redisConnection, stopSharedRedis, uniquePrefix } from '../../support/redis';
 import { CLI } from '../fixtures';
 import { isRunning, startCli, stream, submit, until, type CliProcess } from '../server/cli-processes';
 import { eventsOf, makeApp, waitForEvent } from '../server/helpers';
-import { backendRuns, startBackend, type Backend } from './backends';
+import { backendProgress, backendRuns, startBackend, type Backend } from './backends';
 
 jest.setTimeout(90_000);
 
@@ -136,6 +136,29 @@ test('service with an embedded pool - runs on the backends with progress and pre
     await provider.shutdown();
     propagation.disable();
     context.disable();
+  }
+});
+
+test('service with an embedded pool - /sdapi/v1/interrupt on the front reaches the backend; the answer holds the image as it stood', async () => {
+  const pool = new BackendPool([a.url]);
+  const { app, dispose } = await makeApp({ backends: pool, backendRunner: { pollMs: 50 } });
+  try {
+    const long = app.inject({ method: 'POST', url: '/sdapi/v1/txt2img', payload: { ...SMALL, steps: 100 } });
+    await until('the backend is at step 3', async () => (await backendProgress(a.url)).sampling_step >= 3, 10_000);
+    expect((await app.inject({ method: 'POST', url: '/sdapi/v1/interrupt' })).statusCode).toBe(200);
+    const answer = await long;
+    expect(answer.statusCode).toBe(200);
+    const { images, info } = answer.json<{ images: string[]; info: string }>();
+    expect(JSON.parse(info)).toMatchObject({ status: 'interrupted' });
+    const png = Buffer.from(images[0] ?? '', 'base64');
+    expect(png.readUInt32BE(16)).toBe(64);
+    expect(readParameters(png)).toContain('Steps: 100');
+    // The backend stopped too: idle, its own run cancelled by the interrupt the processor sent.
+    expect((await backendProgress(a.url)).job_count).toBe(0);
+    expect((await backendRuns(a.url))[0]?.status).toBe('cancelled');
+  } finally {
+    await dispose();
+    pool.close();
   }
 });
 

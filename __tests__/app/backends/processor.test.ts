@@ -4,16 +4,13 @@
  * the test's own. Every request the processor sends and every answer it reads goes through a
  * fetch that holds it to stable-diffusion-webui v1.10.1's OpenAPI document.
  */
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-
 import { context, SpanStatusCode } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { ProcessingRequest, type ProgressUpdate } from 'processing-runner';
 import { attachTracing } from 'processing-runner/tracing';
 
-import { BackendPool, type BackendPoolOptions } from '../../../app/src/backends/pool';
+import { BackendPool, NoBackendError, type BackendPoolOptions } from '../../../app/src/backends/pool';
 import { BackendRunTimeoutError, WebuiBackendRunner, type BackendProgressInfo, type WebuiBackendRunnerOptions } from '../../../app/src/backends/runner';
 import { BackendError } from '../../../app/src/backends/webui-client';
 import type { GenerationInput } from '../../../app/src/generator/params';
@@ -21,7 +18,7 @@ import { DemoImageRunner, type GeneratedImage } from '../../../app/src/generator
 import { readParameters } from '../../../app/src/generator/png';
 import { until } from '../server/cli-processes';
 import { validatingFetch } from '../server/webui-reference';
-import { backendProgress, backendRuns, startBackend, untilIdle, type Backend } from './backends';
+import { backendProgress, backendRuns, IDLE_PROGRESS, startBackend, startHttpServer, untilIdle, type Backend } from './backends';
 
 jest.setTimeout(60_000);
 
@@ -203,27 +200,23 @@ describe('WebuiBackendRunner on webui-compatible servers', () => {
   });
 
   describe('a backend answering 500', () => {
-    let server: Server;
+    let server: Awaited<ReturnType<typeof startHttpServer>>;
     let broken: string;
     beforeAll(async () => {
       // Idle progress as the webui answers it, then a 500 to every generation, as a webui whose model failed to load.
-      server = createServer((request, response) => {
+      server = await startHttpServer((request, response) => {
         response.setHeader('content-type', 'application/json');
         if (request.method === 'GET' && request.url?.startsWith('/sdapi/v1/progress') === true) {
-          response.end(JSON.stringify({ progress: 0, eta_relative: 0, state: { skipped: false, interrupted: false, job: '', job_count: 0, job_timestamp: '0', job_no: 0, sampling_step: 0, sampling_steps: 0 }, current_image: null, textinfo: null }));
+          response.end(JSON.stringify(IDLE_PROGRESS));
           return;
         }
         request.resume();
         response.statusCode = 500;
         response.end(JSON.stringify({ error: 'OutOfMemoryError', detail: '', body: '', errors: 'CUDA out of memory' }));
       });
-      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-      broken = `http://127.0.0.1:${String((server.address() as AddressInfo).port)}`;
+      broken = server.url;
     });
-    afterAll(async () => {
-      server.closeAllConnections();
-      await new Promise((resolve) => server.close(resolve));
-    });
+    afterAll(() => server.close());
 
     test('.run() - fails that attempt naming the backend, marks it down, and retries once on another', async () => {
       // Probed again only after the test: its progress answers, so a probe would find it up.
@@ -247,27 +240,22 @@ describe('WebuiBackendRunner on webui-compatible servers', () => {
   });
 
   describe('a backend that does not answer in time', () => {
-    let server: Server;
+    let server: Awaited<ReturnType<typeof startHttpServer>>;
     let url: string;
     /** What the server does: `silent` answers nothing at all; `stuck` answers progress (idle), never txt2img. */
     let mode: 'silent' | 'stuck' = 'silent';
-    const IDLE = { progress: 0, eta_relative: 0, state: { skipped: false, interrupted: false, job: '', job_count: 0, job_timestamp: '0', job_no: 0, sampling_step: 0, sampling_steps: 0 }, current_image: null, textinfo: null };
     beforeAll(async () => {
-      server = createServer((request, response) => {
+      server = await startHttpServer((request, response) => {
         request.resume();
         if (mode === 'stuck' && request.method === 'GET') {
           response.setHeader('content-type', 'application/json');
-          response.end(JSON.stringify(IDLE));
+          response.end(JSON.stringify(IDLE_PROGRESS));
         }
         // Otherwise the request is left hanging until the test closes the server.
       });
-      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-      url = `http://127.0.0.1:${String((server.address() as AddressInfo).port)}`;
+      url = server.url;
     });
-    afterAll(async () => {
-      server.closeAllConnections();
-      await new Promise((resolve) => server.close(resolve));
-    });
+    afterAll(() => server.close());
 
     test('connect timeout - its first call times out: marked down, the run retried on another', async () => {
       mode = 'silent';
@@ -352,6 +340,30 @@ describe('WebuiBackendRunner on webui-compatible servers', () => {
     // Back in the pool: the next run goes to it (idle longest).
     const { updates: next } = await runOn(backends, SMALL);
     expect(infoOf(next.at(-1)).backend).toBe(a.url);
+  });
+
+  test('every backend down - a run waits for one to come back and runs on it; past waitForUpMs it fails with NoBackendError', async () => {
+    const lone = await startBackend(10);
+    try {
+      const backends = pool([lone.url], { waitForUpMs: 400 });
+      await lone.kill();
+      await expect(runOn(backends, SMALL)).rejects.toMatchObject({ name: 'BackendError', kind: 'unreachable' });
+      expect(backends.status()[0]?.health).toBe('down');
+      // Nothing comes back within 400 ms: the waiting run fails, naming the backend and its last error.
+      const error = (await runOn(backends, SMALL).catch((caught: unknown) => caught)) as Error;
+      expect(error).toBeInstanceOf(NoBackendError);
+      expect(error.message).toMatch(new RegExp(`^No backend came up within 400 ms \\(${lone.url}: Backend ${lone.url} refused the connection`));
+      // A run that waits while the backend restarts gets it as soon as a probe finds it up.
+      const patient = pool([lone.url], { waitForUpMs: 20_000 });
+      await expect(runOn(patient, SMALL)).rejects.toMatchObject({ kind: 'unreachable' });
+      const waiting = runOn(patient, SMALL);
+      await lone.restart();
+      const { image, updates } = await waiting;
+      expect(image.sha256).toBe((await expectedPng(SMALL)).sha256);
+      expect(infoOf(updates[0]).backend).toBe(lone.url);
+    } finally {
+      await lone.dispose();
+    }
   });
 
   test('every request the processor sent and every answer it read fit the webui v1.10.1 OpenAPI document', async () => {
