@@ -2,7 +2,7 @@ import { ProcessingRunner, type ProcessingRequestLike, type ProcessingState, typ
 
 import { normaliseGeneration, type GenerationInput, type GenerationParams } from '../generator/params.js';
 import { writeImage, type GeneratedImage, type PreviewInfo } from '../generator/pipeline.js';
-import { base64Bytes, decodeImage, encodePng, isPng, pngDataUri, readParameters, sha256 } from '../generator/png.js';
+import { base64Bytes, decodeImage, encodePng, findParameters, isPng, pngDataUri, sha256 } from '../generator/png.js';
 import { pause } from '../generator/render.js';
 import { wholeNumber, type BackendPool } from './pool.js';
 import { BackendError, isBusy, type WebuiClient, type WebuiGenerationAnswer, type WebuiGenerationBody, type WebuiProgress } from './webui-client.js';
@@ -270,7 +270,7 @@ export class WebuiBackendRunner extends ProcessingRunner<GenerationInput, Genera
     if (base64 === undefined) return undefined;
     try {
       const bytes = base64Bytes(base64);
-      const embedded = isPng(bytes) ? readParameters(bytes) : undefined;
+      const embedded = isPng(bytes) ? findParameters(bytes) : undefined;
       const infotext = answer.infotexts[index] ?? answer.infotexts[0] ?? embedded ?? '';
       const seed = answer.seed ?? params.seed;
       if (embedded === infotext && isPng(bytes)) {
