@@ -3,7 +3,8 @@
 // the processor also calls job.updateProgress(); mode `bare-durable`: the same, and the processor
 // writes its event with one XADD to a stream the producer reads. The processor is trivial: it
 // reports one progress update carrying the worker's clock (for the event latency) and returns
-// the payload doubled. Prints `ready` and its CPU time so far once it takes jobs; closes on SIGTERM
+// the payload doubled, after `processorMs` of waiting when that is set (a processor that takes time,
+// not CPU: `--processor-ms` of bench/bullmq.mjs). Prints `ready` and its CPU time so far once it takes jobs; closes on SIGTERM
 // and prints its CPU time then.
 import { Worker } from 'bullmq';
 import { Redis } from 'ioredis';
@@ -11,16 +12,23 @@ import { Redis } from 'ioredis';
 import { ProcessingRunner } from '../dist/index.js';
 import { startWorker } from '../dist/bullmq.js';
 
-const { mode, connection, prefix, queueName, concurrency } = JSON.parse(process.argv[2]);
+const { mode, connection, prefix, queueName, concurrency, processorMs } = JSON.parse(process.argv[2]);
+const work = processorMs > 0 ? () => new Promise((resolve) => setTimeout(resolve, processorMs)) : undefined;
 const now = () => performance.timeOrigin + performance.now();
 
 let close;
 if (mode === 'runner') {
   const runner = new ProcessingRunner({
-    processor: (n, { reportProgress }) => {
-      reportProgress({ step: 1, total: 1, info: now() });
-      return n * 2;
-    },
+    processor: work === undefined
+      ? (n, { reportProgress }) => {
+          reportProgress({ step: 1, total: 1, info: now() });
+          return n * 2;
+        }
+      : async (n, { reportProgress }) => {
+          reportProgress({ step: 1, total: 1, info: now() });
+          await work();
+          return n * 2;
+        },
   });
   const worker = await startWorker(runner, { queueName, connection, prefix, concurrency });
   close = () => worker.close();
@@ -31,6 +39,7 @@ if (mode === 'runner') {
     async (job) => {
       if (mode === 'bare-progress') await job.updateProgress(now());
       if (redis !== undefined) await redis.xadd(`${prefix}:events`, '*', 'j', String(job.id), 't', String(now()));
+      if (work !== undefined) await work();
       return job.data * 2;
     },
     { connection, prefix, concurrency },

@@ -11,6 +11,7 @@
 //
 //   npm run bench:bullmq                       (builds first; REDIS_URL, else a redis-server of its own, else 127.0.0.1:6379)
 //   npm run bench:bullmq -- --jobs 200 --rounds 1
+//   npm run bench:bullmq -- --processor-ms 250 --jobs 320   (a processor that waits 250 ms per job)
 //   BENCH_WORKER_NODE_ARGS='--cpu-prof --cpu-prof-dir=prof' node --cpu-prof --cpu-prof-dir=prof bench/bullmq.mjs --modes runner,bare
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -34,12 +35,17 @@ const { values: args } = parseArgs({
     concurrency: { type: 'string', default: '8' },
     rounds: { type: 'string', default: '3' },
     modes: { type: 'string', default: 'runner,bare,bare+progress,bare+durable' },
+    'processor-ms': { type: 'string', default: '0' },
   },
 });
 const JOBS = Number(args.jobs);
 const WORKERS = Number(args.workers);
 const CONCURRENCY = Number(args.concurrency);
 const ROUNDS = Number(args.rounds);
+const PROCESSOR_MS = Number(args['processor-ms']);
+for (const [name, value, least] of [['--jobs', JOBS, 1], ['--workers', WORKERS, 1], ['--concurrency', CONCURRENCY, 1], ['--rounds', ROUNDS, 1], ['--processor-ms', PROCESSOR_MS, 0]]) {
+  if (!Number.isInteger(value) || value < least) throw new TypeError(`Expected ${name} to be a whole number from ${String(least)} up, got ${String(value)}`);
+}
 const now = () => performance.timeOrigin + performance.now();
 
 /** A Redis of our own when we can (so other users of the shared one do not skew it). */
@@ -136,6 +142,7 @@ async function runMode(mode, server, round) {
     prefix,
     queueName,
     concurrency: CONCURRENCY,
+    processorMs: PROCESSOR_MS,
   });
   const latencies = [];
   let elapsed;
@@ -232,7 +239,10 @@ try {
       results[mode] = await runMode(mode, server, round);
       console.error(`  ${mode}: ${results[mode].jobsPerSecond.toFixed(0)} jobs/s`);
     }
-    for (const mode of modes) rows.push({ round, ...results[mode], ratio: results[mode].msPerJob / results.bare.msPerJob });
+    for (const mode of modes) {
+      const floor = results['bare+durable'];
+      rows.push({ round, ...results[mode], ratio: results[mode].msPerJob / results.bare.msPerJob, floorRatio: floor === undefined ? Number.NaN : results[mode].msPerJob / floor.msPerJob });
+    }
     console.error(`round ${String(round + 1)}/${String(ROUNDS)} done`);
   }
 } finally {
@@ -243,14 +253,17 @@ const median = (values) => {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.floor(sorted.length / 2)];
 };
-console.log(`${String(JOBS)} jobs, ${String(WORKERS)} worker processes × concurrency ${String(CONCURRENCY)}, ${String(ROUNDS)} rounds; Redis: ${server.where}; Node ${process.version}, ${os.cpus()[0]?.model ?? 'cpu'} × ${String(os.cpus().length)}, load ${os.loadavg().map((n) => n.toFixed(1)).join(' ')}`);
+console.log(`${String(JOBS)} jobs, processor ${PROCESSOR_MS > 0 ? `waits ${String(PROCESSOR_MS)} ms` : 'trivial'}, ${String(WORKERS)} worker processes × concurrency ${String(CONCURRENCY)}, ${String(ROUNDS)} rounds; Redis: ${server.where}; Node ${process.version}, ${os.cpus()[0]?.model ?? 'cpu'} × ${String(os.cpus().length)}, load ${os.loadavg().map((n) => n.toFixed(1)).join(' ')}`);
 console.log('');
-console.log('| mode | jobs/s (median) | per-job time vs bare (median of per-round ratios) | event latency p50 | p99 |');
-console.log('|---|---:|---:|---:|---:|');
+const spread = (values) => `${median(values).toFixed(2)}× (${Math.min(...values).toFixed(2)}–${Math.max(...values).toFixed(2)})`;
+const withFloor = modes.includes('bare+durable');
+console.log(`| mode | jobs/s (median) | per-job time vs bare (median, min–max of per-round ratios) |${withFloor ? ' vs bare+durable |' : ''} event latency p50 | p99 |`);
+console.log(`|---|---:|---:|${withFloor ? '---:|' : ''}---:|---:|`);
 for (const mode of modes) {
   const of = rows.filter((row) => row.mode === mode);
   const latency = (key) => (mode === 'bare' ? '—' : `${median(of.map((row) => row[key])).toFixed(2)} ms`);
-  console.log(`| ${mode} | ${median(of.map((row) => row.jobsPerSecond)).toFixed(0)} | ${median(of.map((row) => row.ratio)).toFixed(2)}× | ${latency('p50')} | ${latency('p99')} |`);
+  const floor = withFloor ? ` ${spread(of.map((row) => row.floorRatio))} |` : '';
+  console.log(`| ${mode} | ${median(of.map((row) => row.jobsPerSecond)).toFixed(0)} | ${spread(of.map((row) => row.ratio))} |${floor} ${latency('p50')} | ${latency('p99')} |`);
 }
 console.log('');
 console.log('Per round:');

@@ -119,6 +119,43 @@ export async function stopSharedRedis(): Promise<void> {
   shared = undefined;
 }
 
+/** What `useRedis()` gives a test file once its `beforeAll` has run. */
+export interface TestRedis {
+  /** The connection string of the Redis the tests use. */
+  readonly connection: string;
+  /** An admin connection for checks and clean-up. */
+  readonly admin: Redis;
+}
+
+/**
+ * Registers the hooks that open the tests' Redis and an admin connection before a file's tests
+ * and close them after. Read its fields inside tests and hooks, not at the top of the file.
+ */
+export function useRedis(): TestRedis {
+  let connection: string | undefined;
+  let admin: Redis | undefined;
+  beforeAll(async () => {
+    connection = await redisConnection();
+    admin = adminClient(connection);
+  });
+  afterAll(async () => {
+    await admin?.quit();
+    await stopSharedRedis();
+  });
+  const opened = <T>(value: T | undefined): T => {
+    if (value === undefined) throw new TypeError('Expected useRedis() fields to be read after beforeAll, got a read before it');
+    return value;
+  };
+  return {
+    get connection() {
+      return opened(connection);
+    },
+    get admin() {
+      return opened(admin);
+    },
+  };
+}
+
 let counter = 0;
 
 /** A key prefix no other test (or helper session) uses. */

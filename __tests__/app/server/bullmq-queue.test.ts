@@ -7,7 +7,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import type { FastifyInstance } from 'fastify';
-import type { Redis } from 'ioredis';
 
 import { startWorker, type RunnerWorker } from '../../../src/bullmq';
 import { DemoImageRunner } from '../../../app/src/generator/pipeline';
@@ -15,36 +14,27 @@ import { BullmqRunQueue } from '../../../app/src/server/queue/bullmq';
 import { QueueFullError, type RunJob } from '../../../app/src/server/queue/run-queue';
 import { recordRuns } from '../../../app/src/server/runs/recorder';
 import { RedisRunStore } from '../../../app/src/server/store/redis';
-import { adminClient, connectionsOf, deleteKeys, describeRedis, redisConnection, stopSharedRedis, uniquePrefix } from '../../support/redis';
-import { CLI_GOLDENS, makeApp, SMALL, waitForEvent } from './helpers';
+import { connectionsOf, deleteKeys, describeRedis, uniquePrefix, useRedis } from '../../support/redis';
+import { CLI_GOLDENS, makeApp, parseSse, SMALL, waitForEvent } from './helpers';
 
 jest.setTimeout(60_000);
 
 const LONG = { prompt: 'a long night', seed: 7, steps: 150, width: 64, height: 64 };
 
-let connection: string;
-let admin: Redis;
-beforeAll(async () => {
-  connection = await redisConnection();
-  admin = adminClient(connection);
-});
-afterAll(async () => {
-  await admin.quit();
-  await stopSharedRedis();
-});
+const redis = useRedis();
 
 let queueName: string;
 let queue: BullmqRunQueue;
 beforeEach(() => {
   queueName = uniquePrefix();
-  queue = new BullmqRunQueue({ connection, queueName, capacity: 2 });
+  queue = new BullmqRunQueue({ connection: redis.connection, queueName, capacity: 2 });
 });
 afterEach(async () => {
   await queue.close({ graceMs: 0, reason: new Error('test over') });
   const base64 = Buffer.from(queueName).toString('base64');
-  const open = [...(await connectionsOf(admin, `bull:${queueName}`)), ...(await connectionsOf(admin, 'bull')).filter((name) => name.startsWith(`bull:${base64}`))];
+  const open = [...(await connectionsOf(redis.admin, `bull:${queueName}`)), ...(await connectionsOf(redis.admin, 'bull')).filter((name) => name.startsWith(`bull:${base64}`))];
   expect(open).toEqual([]);
-  await deleteKeys(admin, `bull:${queueName}`);
+  await deleteKeys(redis.admin, `bull:${queueName}`);
 });
 
 describeRedis('BullmqRunQueue', () => {
@@ -59,21 +49,21 @@ describeRedis('BullmqRunQueue', () => {
     beforeEach(async () => {
       workerOut = mkdtempSync(join(tmpdir(), 'pr-bullmq-queue-'));
       // The service's store and the worker's: two connections to the same keys, as two processes have.
-      const serviceStore = new RedisRunStore({ url: connection, namespace: queueName });
-      const workerStore = new RedisRunStore({ url: connection, namespace: queueName });
+      const serviceStore = new RedisRunStore({ url: redis.connection, namespace: queueName });
+      const workerStore = new RedisRunStore({ url: redis.connection, namespace: queueName });
       stores = [serviceStore, workerStore];
       ({ app, dispose } = await makeApp({ queue, store: serviceStore }));
       const runner = new DemoImageRunner({ previewEvery: 2, outRoot: workerOut });
       const recorder = recordRuns(runner, workerStore);
       stopRecording = recorder;
-      worker = await startWorker(runner, { queueName, connection });
+      worker = await startWorker(runner, { queueName, connection: redis.connection });
     });
     afterEach(async () => {
       await worker.close();
       stopRecording();
       await dispose();
       for (const store of stores) await store.close();
-      await deleteKeys(admin, `processing-runner:${queueName}`);
+      await deleteKeys(redis.admin, `processing-runner:${queueName}`);
       rmSync(workerOut, { recursive: true, force: true });
     });
 
@@ -88,6 +78,29 @@ describeRedis('BullmqRunQueue', () => {
       const image = await app.inject({ method: 'GET', url: `/v1/runs/${id}/image` });
       expect(image.statusCode).toBe(200);
       expect(image.rawPayload.subarray(1, 4).toString()).toBe('PNG');
+    });
+
+    test('positions - a waiting run moves up when runs another replica submitted start, though this replica saw none of them start', async () => {
+      // Another replica's queue: the runs it submits start on its runner, not on this service's.
+      const other = new BullmqRunQueue({ connection: redis.connection, queueName, capacity: 10 });
+      try {
+        const job = (id: string, input: object): RunJob => ({ id, processing: { ...input, runId: id } as RunJob['processing'] });
+        const first = await other.submit(job('other-1', LONG));
+        const second = await other.submit(job('other-2', { ...LONG, width: 256, height: 256 }));
+        const response = await app.inject({ method: 'POST', url: '/v1/runs', payload: SMALL });
+        const { id, position } = response.json<{ id: string; position: number }>();
+        // Behind other-2, and behind other-1 unless the worker took it already.
+        expect(position).toBeGreaterThanOrEqual(1);
+        await waitForEvent(app, id, (event) => event.event === 'end');
+        const events = (await app.inject({ method: 'GET', url: `/v1/runs/${id}/events` })).body;
+        const places = parseSse(events).flatMap((event) => (event.event === 'queued' ? [event.data.position] : []));
+        // Its place went down to 0 before it started (written by this service's watcher).
+        expect(places.at(-1)).toBe(0);
+        expect(places).toEqual([...places].sort((a, b) => Number(b) - Number(a)));
+        await Promise.all([first.done, second.done]);
+      } finally {
+        await other.close({ graceMs: 0, reason: new Error('test over') });
+      }
     });
 
     test('POST /v1/runs/:id/cancel - a run on a worker is aborted there and ends cancelled', async () => {
@@ -114,7 +127,7 @@ describeRedis('BullmqRunQueue', () => {
     expect(await queue.cancel('run-a', reason)).toBe('unknown');
     expect(await queue.position('run-b')).toBe(0);
     // Another replica's queue (same Redis, same queue) finds and cancels a run it did not submit.
-    const other = new BullmqRunQueue({ connection, queueName, capacity: 2 });
+    const other = new BullmqRunQueue({ connection: redis.connection, queueName, capacity: 2 });
     try {
       expect(await other.position('run-b')).toBe(0);
       expect(await other.cancel('run-b', reason)).toBe('dequeued');
@@ -131,7 +144,7 @@ describeRedis('BullmqRunQueue', () => {
   test('.close() - cancels nothing: a run in Redis goes on on its worker after the replica that submitted it let go', async () => {
     const workerOut = mkdtempSync(join(tmpdir(), 'pr-bullmq-queue-'));
     const runner = new DemoImageRunner({ outRoot: workerOut });
-    const worker = await startWorker(runner, { queueName, connection });
+    const worker = await startWorker(runner, { queueName, connection: redis.connection });
     try {
       const run = await queue.submit({ id: 'long', processing: { ...LONG, steps: 30, runId: 'long' } as RunJob['processing'] });
       await new Promise<void>((resolve) => {

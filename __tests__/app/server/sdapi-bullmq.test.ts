@@ -6,20 +6,18 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import type { FastifyInstance } from 'fastify';
-import type { Redis } from 'ioredis';
 
 import { startWorker, type RunnerWorker } from '../../../src/bullmq';
 import { DemoImageRunner } from '../../../app/src/generator/pipeline';
 import { BullmqRunQueue } from '../../../app/src/server/queue/bullmq';
 import { recordRuns } from '../../../app/src/server/runs/recorder';
 import { RedisRunStore } from '../../../app/src/server/store/redis';
-import { adminClient, deleteKeys, describeRedis, redisConnection, stopSharedRedis, uniquePrefix } from '../../support/redis';
+import { deleteKeys, describeRedis, uniquePrefix, useRedis } from '../../support/redis';
 import { CLI_GOLDENS, makeApp, SMALL } from './helpers';
 
 jest.setTimeout(60_000);
 
-let connection: string;
-let admin: Redis;
+const redis = useRedis();
 let queueName: string;
 let app: FastifyInstance;
 let dispose: () => Promise<void>;
@@ -30,27 +28,18 @@ let stopRecording: () => void;
 /** The worker's own folder: a job's outDir is the run id, relative to it (never the checkout). */
 let workerOut: string;
 
-beforeAll(async () => {
-  connection = await redisConnection();
-  admin = adminClient(connection);
-});
-afterAll(async () => {
-  await admin.quit();
-  await stopSharedRedis();
-});
-
 describeRedis('/sdapi/v1 with runs on a BullMQ worker', () => {
   beforeEach(async () => {
     queueName = uniquePrefix();
-    const queue = new BullmqRunQueue({ connection, queueName, capacity: 10 });
+    const queue = new BullmqRunQueue({ connection: redis.connection, queueName, capacity: 10 });
     // The service's store and the worker's (which records the runs, as `processing-runner worker` does).
-    serviceStore = new RedisRunStore({ url: connection, namespace: queueName });
-    workerStore = new RedisRunStore({ url: connection, namespace: queueName });
+    serviceStore = new RedisRunStore({ url: redis.connection, namespace: queueName });
+    workerStore = new RedisRunStore({ url: redis.connection, namespace: queueName });
     ({ app, dispose } = await makeApp({ queue, previewEvery: 1, store: serviceStore }));
     workerOut = mkdtempSync(join(tmpdir(), 'pr-sdapi-bullmq-'));
     const runner = new DemoImageRunner({ previewEvery: 1, stepDelayMs: 10, outRoot: workerOut });
     stopRecording = recordRuns(runner, workerStore);
-    worker = await startWorker(runner, { queueName, connection });
+    worker = await startWorker(runner, { queueName, connection: redis.connection });
   });
   afterEach(async () => {
     await worker.close();
@@ -58,8 +47,8 @@ describeRedis('/sdapi/v1 with runs on a BullMQ worker', () => {
     await app.runs.queue.close({ graceMs: 0, reason: new Error('test over') });
     await dispose();
     for (const store of [serviceStore, workerStore]) await store.close();
-    await deleteKeys(admin, `bull:${queueName}`);
-    await deleteKeys(admin, `processing-runner:${queueName}`);
+    await deleteKeys(redis.admin, `bull:${queueName}`);
+    await deleteKeys(redis.admin, `processing-runner:${queueName}`);
     rmSync(workerOut, { recursive: true, force: true });
   });
 

@@ -98,6 +98,23 @@ export function describeRunStore(name: string, makeHarness: () => Promise<StoreH
       expect(await store.append(id, 'queued', { position: 0 }, { status: 'queued' })).toBeUndefined();
     });
 
+    test('.append() - guarded by the last event: of two writers deciding on the same record, the first wins', async () => {
+      const id = randomUUID();
+      await create(id);
+      // Two replicas read the record (position 3), both see the queue move, both write position 2.
+      const [first, second] = await Promise.all([store.get(id), (await open()).get(id)]);
+      const seen = first?.lastEventId;
+      expect(second?.lastEventId).toBe(seen);
+      expect(await store.append(id, 'queued', { position: 2 }, { status: 'queued', lastEventId: seen })).toMatchObject({ id: (seen ?? 0) + 1, event: 'queued' });
+      expect(await store.append(id, 'queued', { position: 2 }, { status: 'queued', lastEventId: second?.lastEventId })).toBeUndefined();
+      const events = await store.eventsAfter(id, 0);
+      expect(events.map((event) => [event.event, event.data.position])).toEqual([
+        ['queued', 3],
+        ['queued', 2],
+      ]);
+      expect((await store.get(id))?.position).toBe(2);
+    });
+
     test('.end() - the terminal event and `end` together; the first ending wins, later writes are refused', async () => {
       const id = randomUUID();
       await create(id);

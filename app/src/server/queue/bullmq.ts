@@ -36,6 +36,7 @@ export class BullmqRunQueue implements RunQueue {
   readonly recordsHere = false;
   readonly #capacity: number;
   readonly #runTimeoutMs: number | undefined;
+  readonly #keepJobsMs: number;
   readonly #controllers = new Map<string, AbortController>();
   readonly #started = new Set<string>();
   readonly #done = new Set<Promise<unknown>>();
@@ -58,6 +59,7 @@ export class BullmqRunQueue implements RunQueue {
     this.description = `redis: BullMQ queue ${JSON.stringify(queueName)}, up to ${String(capacity)} waiting`;
     this.#capacity = capacity;
     this.#runTimeoutMs = runTimeoutMs;
+    this.#keepJobsMs = keepJobsSeconds * 1000;
     this.#redis = openRedis(connection, { connectionName: `processing-runner:${queueName}:positions`, maxRetriesPerRequest: null });
     this.#redis.on('error', () => undefined); // Its commands fail and say so; reconnecting is ioredis's.
     // The worker's prepare phase is over: the run has started.
@@ -112,6 +114,12 @@ export class BullmqRunQueue implements RunQueue {
     return index === null ? undefined : length - 1 - index;
   }
 
+  async positions(): Promise<ReadonlyMap<string, number>> {
+    // One read of the wait list, whose tail is handed out first (see position()).
+    const ids = await this.#redis.lrange(this.runner.queue.toKey('wait'), 0, -1);
+    return new Map(ids.map((id, index) => [id, ids.length - 1 - index]));
+  }
+
   async cancel(id: string, reason: unknown): Promise<CancelOutcome> {
     const job = await this.runner.queue.getJob(id);
     const state = job === undefined ? 'unknown' : await job.getState();
@@ -122,6 +130,18 @@ export class BullmqRunQueue implements RunQueue {
     if (state === 'active') return 'aborted';
     await job.remove().catch(() => undefined); // Taken by a worker meanwhile: the mark stops it there.
     return 'dequeued';
+  }
+
+  /**
+   * Removes the finished jobs older than `keepJobsSeconds`. BullMQ removes them by age only when
+   * another job finishes, so without this the last jobs before a quiet time would stay for good.
+   */
+  async sweep(): Promise<void> {
+    if (this.#closed) return;
+    const batch = 1000;
+    for (const state of ['completed', 'failed'] as const) {
+      while ((await this.runner.queue.clean(this.#keepJobsMs, batch, state)).length === batch);
+    }
   }
 
   /**

@@ -84,6 +84,12 @@ export class EmbeddedRunQueue implements RunQueue {
     return Promise.resolve(this.#position(id));
   }
 
+  positions(): Promise<ReadonlyMap<string, number>> {
+    const positions = new Map<string, number>();
+    for (const id of this.#waiting.keys()) positions.set(id, this.#position(id) ?? 0);
+    return Promise.resolve(positions);
+  }
+
   #position(id: string | undefined): number | undefined {
     // Runs about to take a free slot (started on the next turn) are not "ahead" of anyone.
     let index = -Math.max(0, this.#concurrency - this.#running.size);
@@ -111,6 +117,11 @@ export class EmbeddedRunQueue implements RunQueue {
       return 'aborted';
     }
     return 'unknown';
+  }
+
+  /** Nothing to remove: a run leaves this queue's memory when it settles. */
+  sweep(): Promise<void> {
+    return Promise.resolve();
   }
 
   async close({ graceMs, reason }: { readonly graceMs: number; readonly reason: unknown }): Promise<void> {

@@ -72,12 +72,19 @@ export interface RunQueue {
    * many a run submitted now would wait behind.
    */
   position(id: string | undefined): Promise<number | undefined>;
+  /** The position of every waiting run, by id, read at once (what `position(id)` says of each). */
+  positions(): Promise<ReadonlyMap<string, number>>;
   /**
    * Cancels a run with `reason`, whoever submitted it: a waiting run leaves the queue (its
    * `done`, where it was submitted, rejects with `reason`), a running one is aborted through its
    * `AbortSignal` wherever it runs.
    */
   cancel(id: string, reason: unknown): Promise<CancelOutcome>;
+  /**
+   * Removes what the queue itself keeps of runs that are over, once it no longer needs it (the
+   * run store keeps what clients read). The service calls it with the store's sweep.
+   */
+  sweep(): Promise<void>;
   /** Where runs go, for the start-up banner. */
   readonly description: string;
   /**

@@ -116,8 +116,8 @@ export class RunService {
         }
       }
     }
-    await this.#sweep();
-    this.#sweepTimer = setInterval(() => void this.#sweep(), this.#sweepEveryMs);
+    await this.sweep();
+    this.#sweepTimer = setInterval(() => void this.sweep(), this.#sweepEveryMs);
     this.#sweepTimer.unref();
     if (this.#recorder === undefined) this.#watch();
   }
@@ -301,17 +301,25 @@ export class RunService {
    * each run that starts moves every waiting run up one, and announcing each move would send
    * n² events for n runs queued at once.
    */
+  /**
+   * Appends a `queued` event with its new position to each waiting run whose place changed. Any
+   * number of replicas may do it at once: the store writes a change once (guarded by the last
+   * event the decision was made on), so clients see each position once.
+   */
+  async #updatePositions(active?: readonly RunRecord[]): Promise<void> {
+    const positions = await this.queue.positions();
+    for (const record of active ?? (await this.store.active())) {
+      if (record.status !== 'queued') continue;
+      const position = positions.get(record.id);
+      if (position !== undefined && position !== record.position) await this.store.append(record.id, 'queued', { position }, { status: 'queued', lastEventId: record.lastEventId });
+    }
+  }
+
   #announcePositions(): void {
     if (this.#positionTimer !== undefined || this.#disposed) return;
     this.#positionTimer = setTimeout(() => {
       this.#positionTimer = undefined;
-      void (async () => {
-        for (const record of await this.store.active()) {
-          if (record.status !== 'queued') continue;
-          const position = await this.queue.position(record.id);
-          if (position !== undefined && position !== record.position) await this.store.append(record.id, 'queued', { position }, { status: 'queued' });
-        }
-      })().catch(this.#onError);
+      this.#updatePositions().catch(this.#onError);
     }, POSITION_UPDATE_MS);
     this.#positionTimer.unref();
   }
@@ -320,15 +328,17 @@ export class RunService {
    * Runs that workers record can outlive the replica that submitted them, so every replica looks
    * after all of them, one round at a time: a run past its deadline is cancelled (wherever it
    * runs), and a running run whose worker went quiet gets a `retrying` event (`lost: true`,
-   * no ETA) while BullMQ's stalled-job check hands it to another worker. Writes are guarded, so
-   * replicas doing the same at once change nothing twice.
+   * no ETA) while BullMQ's stalled-job check hands it to another worker; a waiting run whose
+   * place changed gets a `queued` event with its new position. Writes are guarded, so replicas
+   * doing the same at once change nothing twice.
    */
   #watch(): void {
     if (this.#disposed) return;
     this.#watchTimer = setTimeout(() => {
       void (async () => {
         const now = this.#now();
-        for (const record of await this.store.active()) {
+        const active = await this.store.active();
+        for (const record of active) {
           if (record.deadline !== undefined && now > record.deadline) {
             await this.cancel(record, new DOMException('Timed out (--run-timeout)', 'TimeoutError'));
           } else if (record.status === 'running' && record.stalled !== record.attempt && now - (record.heartbeatAt ?? record.startedAt ?? now) > this.#stallAfterMs) {
@@ -343,10 +353,12 @@ export class RunService {
                 ...record.progress,
                 eta_seconds: null,
               },
-              { attempt: record.attempt, status: 'running' },
+              { attempt: record.attempt, status: 'running', lastEventId: record.lastEventId },
             );
           }
         }
+        // Waiting runs move up as any worker takes any run: their places, whoever submitted them.
+        await this.#updatePositions(active);
       })()
         .catch(this.#onError)
         .finally(() => {
@@ -356,8 +368,14 @@ export class RunService {
     this.#watchTimer.unref();
   }
 
-  async #sweep(): Promise<void> {
+  /**
+   * Removes what retention no longer keeps: runs from the store (with their events and image)
+   * and finished jobs from the queue. `start()` runs it every `sweepEveryMs`; a failure goes to
+   * `onError` and the next sweep tries again.
+   */
+  async sweep(): Promise<void> {
     await this.store.sweep(this.#now()).catch(this.#onError);
+    await this.queue.sweep().catch(this.#onError);
   }
 }
 

@@ -52,7 +52,7 @@ export interface RedisRunStoreOptions {
  *
  * KEYS: run hash, events stream, image, the set of runs not ended. ARGV: mode, run id, channel, ttl ms, event, data, live
  * data ('' for the same), guard attempt, guard fraction, guard status, new status, new fraction,
- * preview ('' for none), retain ms.
+ * preview ('' for none), retain ms, guard last event id.
  */
 const WRITE_SCRIPT = `
 local status = redis.call('HGET', KEYS[1], 'status')
@@ -66,6 +66,7 @@ end
 if ARGV[8] ~= '' and tonumber(ARGV[8]) < tonumber(redis.call('HGET', KEYS[1], 'attempt') or '0') then return false end
 if ARGV[9] ~= '' and tonumber(ARGV[9]) < tonumber(redis.call('HGET', KEYS[1], 'fraction') or '0') then return false end
 if ARGV[10] ~= '' and ARGV[10] ~= status then return false end
+if ARGV[15] ~= '' and ARGV[15] ~= redis.call('HGET', KEYS[1], 'last') then return false end
 local function add(event, data, live)
   local id = redis.call('HINCRBY', KEYS[1], 'last', 1)
   redis.call('XADD', KEYS[2], '0-' .. id, 'e', event, 'd', data)
@@ -341,6 +342,7 @@ export class RedisRunStore implements RunStore {
       fraction,
       preview ?? '',
       String(this.#retention.maxAgeMs),
+      guard?.lastEventId === undefined ? '' : String(guard.lastEventId),
     );
     return result ?? undefined;
   }

@@ -112,6 +112,12 @@ export interface AppendGuard {
   readonly fraction?: number | undefined;
   /** Refused unless the run has this status now. */
   readonly status?: RunStatusName | undefined;
+  /**
+   * Refused unless the run's last event is still this one: a write decided on what the record
+   * said then. When several replicas decide the same (a new position, a worker gone quiet), the
+   * first one's write is made and the others' are refused.
+   */
+  readonly lastEventId?: number | undefined;
 }
 
 /** A live preview: a `data:` URI, sent with one progress event and kept for the newest only. */
@@ -225,6 +231,7 @@ export function guardHolds(record: RunRecord, guard: AppendGuard | undefined): b
   if (guard === undefined) return true;
   if (guard.attempt !== undefined && guard.attempt < record.attempt) return false;
   if (guard.fraction !== undefined && guard.fraction < record.progress.fraction) return false;
+  if (guard.lastEventId !== undefined && guard.lastEventId !== record.lastEventId) return false;
   return guard.status === undefined || guard.status === record.status;
 }
 
