@@ -47,6 +47,15 @@ describe('parseCommand()', () => {
       outDir: 'pngs',
     });
     expect(() => parseCommand(['worker', '--redis', 'redis://x', '--lock-duration', '50'])).toThrow("--lock-duration must be milliseconds from 100 to 3600000, got '50'");
+    // On webui backends: one run per backend at a time.
+    expect(parseCommand(['worker', '--redis', 'redis://x', '--backend', 'http://gpu-a:7860,http://gpu-b:7860'])).toMatchObject({ concurrency: 2, backends: ['http://gpu-a:7860', 'http://gpu-b:7860'] });
+    expect(() => parseCommand(['worker', '--redis', 'redis://x', '--backend', 'http://gpu-a:7860', '--concurrency', '2'])).toThrow('--concurrency does not go with --backend: a worker runs one run per backend at a time');
+  });
+
+  test('parseCommand() - generate --backend: one webui server', () => {
+    expect(parseCommand(['generate', '--prompt', 'x', '--backend', 'http://alice:pw@127.0.0.1:7861'])).toMatchObject({ kind: 'generate', backend: 'http://alice:pw@127.0.0.1:7861' });
+    expect(() => parseCommand(['generate', '--prompt', 'x', '--backend', 'http://a:1,http://b:2'])).toThrow('--backend takes one URL, got 2');
+    expect(() => parseCommand(['generate', '--prompt', 'x', '--backend', 'file:///x'])).toThrow("--backend must be an http:// or https:// URL (a webui server's address), got 'file:///x'");
   });
 
   test('parseCommand() - --help and --version win over everything else', () => {

@@ -4,12 +4,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { encode } from 'fast-png';
 import { ProcessingRequest } from 'processing-runner';
 
 import { attachEverything } from '../../app/src/instrument';
 import { parseInfotext, type GenerationInput } from '../../app/src/generator/params';
 import { DemoImageRunner, type GeneratedImage } from '../../app/src/generator/pipeline';
-import { readParameters } from '../../app/src/generator/png';
+import { findParameters, readParameters } from '../../app/src/generator/png';
 
 import { FIXED } from './fixtures';
 
@@ -74,6 +75,18 @@ describe('DemoImageRunner', () => {
       prompt: FIXED.input.prompt,
       fields: { Steps: '12', Sampler: 'DPM++ 2M', 'Schedule type': 'Automatic', Seed: '1234', Size: '64x48', Model: 'processing-runner-demo' },
     });
+  });
+
+  test('findParameters() - the text readParameters() reads, without decoding the image; after other text chunks; none when absent', async () => {
+    const { bytes } = await generate(new DemoImageRunner());
+    expect(findParameters(bytes)).toBe(FIXED.parameters);
+    const image = { width: 2, height: 1, data: new Uint8Array([1, 2, 3, 4, 5, 6]), channels: 3, depth: 8 } as const;
+    // fast-png writes its text chunks after the header: another keyword first, then ours.
+    const withOthers = encode({ ...image, text: { Software: 'a webui', parameters: 'a fox\nSteps: 20, Seed: 7' } });
+    expect(findParameters(withOthers)).toBe(readParameters(withOthers));
+    expect(findParameters(withOthers)).toBe('a fox\nSteps: 20, Seed: 7');
+    const without = encode({ ...image, text: { Software: 'a webui' } });
+    expect([findParameters(without), readParameters(without)]).toEqual([undefined, undefined]);
   });
 
   test('.run() - another seed, prompt or step count gives another image', async () => {

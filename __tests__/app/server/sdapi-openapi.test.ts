@@ -1,50 +1,10 @@
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-
-import Ajv from 'ajv';
 import type { FastifyInstance } from 'fastify';
 import { encode } from 'fast-png';
 
 import { makeApp, SMALL } from './helpers';
+import { ajv, REFERENCE, validatorFor } from './webui-reference';
 
 jest.setTimeout(60_000);
-
-/**
- * stable-diffusion-webui v1.10.1's OpenAPI document, its `/sdapi/v1` paths and the schemas
- * they use, copied verbatim from the webui's `/openapi.json` (see `__tests__/fixtures/README.md`).
- */
-const REFERENCE = JSON.parse(readFileSync(join(__dirname, '..', '..', 'fixtures', 'a1111-openapi-v1.10.1.sdapi.json'), 'utf8')) as {
-  paths: Record<string, Record<string, { responses: Record<string, { content?: Record<string, { schema: unknown }> }> }>>;
-};
-
-/**
- * The webui builds its models with pydantic v1, whose `Optional` fields are serialised as
- * `null` when unset, and its OpenAPI output does not say so (no `nullable`). So a property
- * the schema does not list as `required` may also be `null`, as the webui itself sends it;
- * nothing else is relaxed.
- */
-function allowNullWhereOptional(node: unknown): unknown {
-  if (Array.isArray(node)) return node.map(allowNullWhereOptional);
-  if (typeof node !== 'object' || node === null) return node;
-  const copy = Object.fromEntries(Object.entries(node).map(([key, value]) => [key, allowNullWhereOptional(value)]));
-  const properties = copy.properties as Record<string, unknown> | undefined;
-  if (properties !== undefined && typeof properties === 'object') {
-    const required = new Set((copy.required as string[] | undefined) ?? []);
-    copy.properties = Object.fromEntries(Object.entries(properties).map(([name, schema]) => [name, required.has(name) ? schema : { anyOf: [schema, { type: 'null' }] }]));
-  }
-  return copy;
-}
-
-const ajv = new Ajv({ strict: false, allErrors: true });
-ajv.addSchema(allowNullWhereOptional(REFERENCE) as object, 'webui');
-
-/** The reference's schema for one answer of one route, compiled. */
-function validatorFor(method: string, path: string, status: string): ReturnType<Ajv['compile']> {
-  const response = REFERENCE.paths[path]?.[method]?.responses[status];
-  if (response === undefined) throw new Error(`The reference has no ${status} for ${method.toUpperCase()} ${path}`);
-  const pointer = `webui#/paths/${path.replace(/\//g, '~1')}/${method}/responses/${status}/content/application~1json/schema`;
-  return ajv.compile({ $ref: pointer });
-}
 
 let app: FastifyInstance;
 let dispose: () => Promise<void>;

@@ -20,6 +20,10 @@ describe('parseCommand() - serve', () => {
         trace: undefined,
         queueName: 'images',
         retention: { maxAgeMs: 7 * 86_400_000, maxCount: 1000 },
+        backends: undefined,
+        backendTimeoutSeconds: undefined,
+        apiAuth: undefined,
+        stepDelayMs: 0,
       },
     });
   });
@@ -38,10 +42,30 @@ describe('parseCommand() - serve', () => {
   });
 
   test('every option, and the key from PROCESSING_RUNNER_API_KEY', () => {
-    const argv = ['serve', '--host', '0.0.0.0', '--port', '0', '--concurrency', '2', '--queue-size', '5', '--run-timeout', '30', '-o', 'images', '--allow-unauthenticated', '--grace', '2.5', '--preview-every', '0', '--max-sse-clients', '3', '--trace', 'console'];
-    expect(parseCommand(argv, { PROCESSING_RUNNER_API_KEY: 'from-the-env' })).toEqual({
+    const argv = ['serve', '--host', '0.0.0.0', '--port', '0', '--queue-size', '5', '--run-timeout', '30', '-o', 'images', '--allow-unauthenticated', '--grace', '2.5', '--preview-every', '0', '--max-sse-clients', '3', '--trace', 'console'];
+    const backendFlags = ['--backend', 'http://gpu-a:7860,http://u:p@gpu-b:7860/', '--backend-timeout', '90', '--api-auth', 'alice:secret,bob:pw', '--step-delay', '40'];
+    expect(parseCommand([...argv, ...backendFlags], { PROCESSING_RUNNER_API_KEY: 'from-the-env' })).toEqual({
       kind: 'serve',
-      options: { host: '0.0.0.0', port: 0, concurrency: 2, queueSize: 5, runTimeoutSeconds: 30, outDir: 'images', apiKey: 'from-the-env', allowUnauthenticated: true, graceSeconds: 2.5, previewEvery: 0, maxSseClients: 3, trace: 'console', queueName: 'images', retention: { maxAgeMs: 7 * 86_400_000, maxCount: 1000 } },
+      options: {
+        host: '0.0.0.0',
+        port: 0,
+        concurrency: 1,
+        queueSize: 5,
+        runTimeoutSeconds: 30,
+        outDir: 'images',
+        apiKey: 'from-the-env',
+        allowUnauthenticated: true,
+        graceSeconds: 2.5,
+        previewEvery: 0,
+        maxSseClients: 3,
+        trace: 'console',
+        queueName: 'images',
+        retention: { maxAgeMs: 7 * 86_400_000, maxCount: 1000 },
+        backends: ['http://gpu-a:7860', 'http://u:p@gpu-b:7860/'],
+        backendTimeoutSeconds: 90,
+        apiAuth: ['alice:secret', 'bob:pw'],
+        stepDelayMs: 40,
+      },
     });
     expect(parseCommand(['serve', '--api-key', 'on-the-line'], { PROCESSING_RUNNER_API_KEY: 'from-the-env' })).toMatchObject({ options: { apiKey: 'on-the-line' } });
   });
@@ -57,6 +81,13 @@ describe('parseCommand() - serve', () => {
     [['serve', '--out', ''], "--out must be a folder, got ''"],
     [['serve', '--prompt', 'x'], 'unknown option --prompt'],
     [['serve', 'now'], "unexpected argument 'now'"],
+    [['serve', '--backend', 'gpu-a:7860'], "--backend must be http:// or https:// URLs, comma-separated (a webui server's address), got 'gpu-a:7860'"],
+    [['serve', '--backend', 'http://gpu-a:7860,http://gpu-a:7860/'], '--backend names http://gpu-a:7860 twice'],
+    [['serve', '--backend', 'http://gpu-a:7860', '--redis', 'redis://127.0.0.1:6379'], '--backend does not go with --redis: give --backend to the workers (processing-runner worker --backend URL)'],
+    [['serve', '--backend-timeout', '0'], "--backend-timeout must be above 0, got '0'"],
+    [['serve', '--backend', 'http://gpu-a:7860', '--concurrency', '2'], '--concurrency does not go with --backend: the service runs one run per backend at a time'],
+    [['serve', '--api-auth', 'alice'], '--api-auth must be USER:PASSWORD pairs, comma-separated, without spaces'],
+    [['serve', '--step-delay', '-1'], '--step-delay needs a value (write --step-delay=VALUE for one that starts with a dash)'],
   ])('%j - UsageError', (argv, message) => {
     expect(() => parseCommand(argv, {})).toThrow(new UsageError(message));
   });

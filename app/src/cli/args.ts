@@ -16,6 +16,8 @@ export type Command =
       readonly timeoutSeconds: number | undefined;
       readonly json: boolean;
       readonly trace: boolean;
+      /** Runs on this stable-diffusion-webui server instead of the demo generator. */
+      readonly backend: string | undefined;
     }
   | { readonly kind: 'serve'; readonly options: ServeCommandOptions }
   | {
@@ -27,6 +29,8 @@ export type Command =
       readonly lockDurationMs: number;
       readonly stalledIntervalMs: number;
       readonly outDir: string;
+      /** Runs go to these stable-diffusion-webui servers instead of the demo generator (concurrency: one per backend). */
+      readonly backends: readonly string[] | undefined;
     };
 
 /** What `processing-runner serve` was asked for (see `USAGE`). */
@@ -49,6 +53,14 @@ export interface ServeCommandOptions {
   readonly queueName: string;
   /** How long and how many finished runs are kept. */
   readonly retention: Retention;
+  /** Runs go to this pool of stable-diffusion-webui servers instead of the demo generator. */
+  readonly backends: readonly string[] | undefined;
+  /** How long one run may take on a backend, in seconds. */
+  readonly backendTimeoutSeconds: number | undefined;
+  /** `user:password` pairs `/sdapi` takes as basic auth (the webui's `--api-auth`). */
+  readonly apiAuth: readonly string[] | undefined;
+  /** A pause after each step of the demo generator, in ms. */
+  readonly stepDelayMs: number;
 }
 
 /** A bad command line: the message names the argument and what it accepts. */
@@ -64,7 +76,7 @@ export const USAGE = `processing-runner: run the demo image generator through pr
 Usage:
   processing-runner generate --prompt TEXT [options]
   processing-runner serve [options]
-  processing-runner worker --redis URL [--concurrency N] [--queue NAME] [--retain SPEC]
+  processing-runner worker --redis URL [--concurrency N | --backend URL[,URL…]] [--queue NAME] [--retain SPEC]
   processing-runner --help | --version
 
 Options for generate:
@@ -80,6 +92,9 @@ Options for generate:
       --timeout SECONDS  cancel the run after this long (exit code 124)
       --json             print the result as JSON on stdout; progress stays on stderr
       --trace            print the run's OpenTelemetry span tree
+      --backend URL      run on this stable-diffusion-webui server (Forge, SD.Next) instead of the
+                         demo generator: http://host:port, or http://user:password@host:port for
+                         its --api-auth (see docs/backends.md)
   -h, --help             show this help
   -v, --version          print the versions
 
@@ -104,6 +119,13 @@ Options for serve (an HTTP API with live progress; see docs/service.md):
                            of running them here: any number of replicas share one Redis and hold
                            nothing themselves; --concurrency is then the workers'
       --queue NAME         with --redis: the BullMQ queue and key namespace (default ${DEFAULT_QUEUE})
+      --backend URL[,URL…] send runs to these stable-diffusion-webui servers instead of the demo
+                           generator: one run per server at a time, the others wait (not with
+                           --redis: give --backend to the workers); listed at /v1/backends
+      --backend-timeout SEC  fail a run that takes longer than this on a backend (default 600)
+      --api-auth USER:PASS[,…]  /sdapi/v1 needs HTTP basic auth with one of these (as the webui's
+                           --api-auth)
+      --step-delay MS      a pause after each step of the demo generator, for demos (default 0)
 
 Options for worker (runs the demo generator for a Redis-backed service, until SIGTERM):
       --redis URL          redis://HOST:PORT, rediss://… or unix:///PATH (required)
@@ -112,6 +134,8 @@ Options for worker (runs the demo generator for a Redis-backed service, until SI
       --retain SPEC        as serve's; give both the same (the worker writes the runs' endings)
       --lock-duration MS   a killed worker's run is taken over after about this plus
       --stalled-interval MS  this (defaults ${String(DEFAULT_WORKER_TIMING.lockDurationMs)} and ${String(DEFAULT_WORKER_TIMING.stalledIntervalMs)}: under 15 s); see docs/scale-out.md
+      --backend URL[,URL…] run on these stable-diffusion-webui servers instead of the demo
+                           generator, one run per server at a time (not with --concurrency)
   -o, --out DIR            the worker's own copy of each PNG (default ${DEFAULTS.outDir})
 
 The generator is a deterministic demo, not a model: the same prompt, seed, steps and size
@@ -130,6 +154,7 @@ const OPTIONS = {
   timeout: { type: 'string' },
   json: { type: 'boolean' },
   trace: { type: 'boolean' },
+  backend: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'v' },
 } as const;
@@ -187,6 +212,7 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv = p
     timeoutSeconds: values.timeout === undefined ? undefined : parseTimeout(values.timeout),
     json: values.json === true,
     trace: values.trace === true,
+    backend: values.backend === undefined ? undefined : parseBackends('--backend', values.backend, 1)[0],
   };
 }
 
@@ -206,6 +232,10 @@ const SERVE_OPTIONS = {
   redis: { type: 'string' },
   queue: { type: 'string' },
   retain: { type: 'string' },
+  backend: { type: 'string' },
+  'backend-timeout': { type: 'string' },
+  'api-auth': { type: 'string' },
+  'step-delay': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -217,6 +247,7 @@ const WORKER_OPTIONS = {
   'lock-duration': { type: 'string' },
   'stalled-interval': { type: 'string' },
   out: { type: 'string', short: 'o' },
+  backend: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -229,6 +260,8 @@ function parseWorker(argv: readonly string[]): Command {
   if (positionals.length > 0) throw new UsageError(`unexpected argument '${positionals.join(' ')}'`);
   const { redis, concurrency, queue = DEFAULT_QUEUE } = values;
   if (redis === undefined) throw new UsageError('--redis is required');
+  const backends = values.backend === undefined ? undefined : parseBackends('--backend', values.backend, 64);
+  if (backends !== undefined && concurrency !== undefined) throw new UsageError('--concurrency does not go with --backend: a worker runs one run per backend at a time');
   const ms = (flag: string, raw: string | undefined, fallback: number): number => {
     if (raw === undefined) return fallback;
     const value = /^\d+$/.test(raw.trim()) ? Number(raw) : Number.NaN;
@@ -238,13 +271,39 @@ function parseWorker(argv: readonly string[]): Command {
   return {
     kind: 'worker',
     redis: checkRedisUrl(redis),
-    concurrency: concurrency === undefined ? 1 : parseInteger('--concurrency', concurrency, WORKER_CONCURRENCY),
+    concurrency: backends !== undefined ? backends.length : concurrency === undefined ? 1 : parseInteger('--concurrency', concurrency, WORKER_CONCURRENCY),
     queueName: /^[^\s:]+$/.test(queue) ? queue : badQueue(queue),
     retention: parseRetain(values.retain),
     lockDurationMs: ms('--lock-duration', values['lock-duration'], DEFAULT_WORKER_TIMING.lockDurationMs),
     stalledIntervalMs: ms('--stalled-interval', values['stalled-interval'], DEFAULT_WORKER_TIMING.stalledIntervalMs),
     outDir: values.out === undefined || values.out === '' ? (values.out === '' ? badOut() : DEFAULTS.outDir) : values.out,
+    backends,
   };
+}
+
+/**
+ * `--backend`: one or more http(s) URLs, comma-separated, each at most once; `user:password@`
+ * in a URL is its basic auth.
+ */
+export function parseBackends(flag: string, raw: string, most: number): string[] {
+  const urls = raw.split(',').map((part) => part.trim());
+  const seen = new Set<string>();
+  for (const url of urls) {
+    let parsed: URL | undefined;
+    try {
+      parsed = new URL(url);
+    } catch {
+      parsed = undefined;
+    }
+    if (parsed === undefined || (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') || parsed.search !== '' || parsed.hash !== '') {
+      throw new UsageError(`${flag} must be ${most === 1 ? 'an http:// or https:// URL' : 'http:// or https:// URLs, comma-separated'} (a webui server's address), got ${quote(url)}`);
+    }
+    const key = `${parsed.origin}${parsed.pathname.replace(/\/+$/, '')}`;
+    if (seen.has(key)) throw new UsageError(`${flag} names ${parsed.origin} twice`);
+    seen.add(key);
+  }
+  if (urls.length > most) throw new UsageError(`${flag} takes ${most === 1 ? 'one URL' : `at most ${String(most)} URLs`}, got ${String(urls.length)}`);
+  return urls;
 }
 
 /**
@@ -298,6 +357,13 @@ function parseServe(argv: readonly string[], env: NodeJS.ProcessEnv): Command {
   if (trace !== undefined && trace !== 'console' && trace !== 'otlp') throw new UsageError(`--trace must be console or otlp, got ${quote(trace)}`);
   const runTimeoutSeconds = seconds('--run-timeout', values['run-timeout']);
   if (runTimeoutSeconds === 0) throw new UsageError("--run-timeout must be above 0, got '0'");
+  const backends = values.backend === undefined ? undefined : parseBackends('--backend', values.backend, 64);
+  if (backends !== undefined && values.redis !== undefined) throw new UsageError('--backend does not go with --redis: give --backend to the workers (processing-runner worker --backend URL)');
+  if (backends !== undefined && values.concurrency !== undefined) throw new UsageError('--concurrency does not go with --backend: the service runs one run per backend at a time');
+  const backendTimeoutSeconds = seconds('--backend-timeout', values['backend-timeout']);
+  if (backendTimeoutSeconds === 0) throw new UsageError("--backend-timeout must be above 0, got '0'");
+  const apiAuth = values['api-auth']?.split(',');
+  if (apiAuth !== undefined && !apiAuth.every((login) => /^[^:\s]+:\S+$/.test(login))) throw new UsageError('--api-auth must be USER:PASSWORD pairs, comma-separated, without spaces');
   return {
     kind: 'serve',
     options: {
@@ -316,6 +382,10 @@ function parseServe(argv: readonly string[], env: NodeJS.ProcessEnv): Command {
       redis: values.redis === undefined ? undefined : checkRedisUrl(values.redis),
       queueName: values.queue === undefined ? DEFAULT_QUEUE : /^[^\s:]+$/.test(values.queue) ? values.queue : badQueue(values.queue),
       retention: parseRetain(values.retain),
+      backends,
+      backendTimeoutSeconds,
+      apiAuth,
+      stepDelayMs: whole('--step-delay', values['step-delay'], 0, 0, 60_000),
     },
   };
 }

@@ -1,10 +1,10 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { context } from '@opentelemetry/api';
+import { context, type Tracer } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
-import { ProcessingRequest } from 'processing-runner';
+import { ProcessingRequest, type ProcessingRunner } from 'processing-runner';
 
 import { parseCommand, USAGE, UsageError, type Command, type ServeCommandOptions } from './args.js';
 import { DEFAULT_WEB_ROOT } from '../server/app.js';
@@ -13,7 +13,10 @@ import { startServiceTracing } from '../server/tracing.js';
 import { attachMetrics, attachProgress, attachTracing } from '../instrument.js';
 import { createProgressDisplay, describeStop, formatSpanTree, formatSummary } from './output.js';
 import type { GenerationInput } from '../generator/params.js';
-import { DemoImageRunner } from '../generator/pipeline.js';
+import { DemoImageRunner, type GeneratedImage } from '../generator/pipeline.js';
+import { BackendBoard } from '../backends/board.js';
+import { BackendPool } from '../backends/pool.js';
+import { WebuiBackendRunner } from '../backends/runner.js';
 import { BullmqRunQueue } from '../server/queue/bullmq.js';
 import { runWorker } from '../worker/worker.js';
 import { RedisRunStore } from '../server/store/redis.js';
@@ -78,9 +81,15 @@ async function serve(options: ServeCommandOptions): Promise<number> {
   const runTimeoutMs = options.runTimeoutSeconds === undefined ? undefined : Math.round(options.runTimeoutSeconds * 1000);
   const queue = options.redis === undefined ? undefined : new BullmqRunQueue({ connection: options.redis, queueName: options.queueName, capacity: options.queueSize, runTimeoutMs });
   const store = options.redis === undefined ? undefined : new RedisRunStore({ url: options.redis, namespace: options.queueName, retention: options.retention, connectionName: `processing-runner:${options.queueName}:service-store` });
+  // With --backend, runs go to a pool of webui servers; each call to one is a span of the run's trace.
+  const backends = options.backends === undefined ? undefined : new BackendPool(options.backends, { tracer: tracing?.tracer });
+  const backendRunner = { runTimeoutMs: options.backendTimeoutSeconds === undefined ? undefined : Math.round(options.backendTimeoutSeconds * 1000) };
+  // With --redis, the workers hold the backends and report them here.
+  const backendBoard = options.redis === undefined ? undefined : new BackendBoard({ url: options.redis, namespace: options.queueName, connectionName: `processing-runner:${options.queueName}:service-backends` });
   try {
-    server = await startServer({ ...options, queue, store, tracer: tracing?.tracer, logger: false });
+    server = await startServer({ ...options, queue, store, backends, backendBoard, backendRunner, tracer: tracing?.tracer, logger: false });
   } catch (error) {
+    backends?.close();
     await queue?.close({ graceMs: 0, reason: new DOMException('The service did not start', 'AbortError') });
     await store?.close();
     await tracing?.shutdown();
@@ -91,10 +100,14 @@ async function serve(options: ServeCommandOptions): Promise<number> {
     process.stderr.write(`processing-runner: could not start the service: ${error instanceof Error ? error.message : String(error)}\n`);
     return EXIT.failed;
   }
+  // Each backend's health is known before the first run (GET /v1/backends).
+  void backends?.check();
   const page = existsSync(join(DEFAULT_WEB_ROOT, 'index.html')) ? `${server.url}/` : 'not built (npm run build:web)';
   process.stdout.write(
     `processing-runner serve: listening on ${server.url}\n  API      ${server.url}/v1/runs  (OpenAPI: ${server.url}/openapi.json)\n  webui    ${server.url}/sdapi/v1/\n  page     ${page}\n` +
-      `  queue    ${server.app.runs.queue.description}\n  store    ${server.app.runs.store.kind}: ${server.app.runs.store.location}; finished runs kept ${formatRetention(options.retention)}${options.apiKey === undefined ? '' : '\n  API key required'}\n`,
+      `  queue    ${server.app.runs.queue.description}\n` +
+      (backends === undefined ? '' : `  backends ${backends.names.join(', ')} (health: ${server.url}/v1/backends)\n`) +
+      `  store    ${server.app.runs.store.kind}: ${server.app.runs.store.location}; finished runs kept ${formatRetention(options.retention)}${options.apiKey === undefined ? '' : '\n  API key required'}\n`,
   );
   await new Promise<void>((resolve) => {
     let signals = 0;
@@ -104,6 +117,8 @@ async function serve(options: ServeCommandOptions): Promise<number> {
       void server.close().then(async () => {
         process.off('SIGTERM', onSignal);
         process.off('SIGINT', onSignal);
+        backends?.close();
+        await backendBoard?.close();
         await tracing?.shutdown();
         await store?.close();
         process.stdout.write('stopped\n');
@@ -117,13 +132,16 @@ async function serve(options: ServeCommandOptions): Promise<number> {
 }
 
 async function generate(command: Extract<Command, { kind: 'generate' }>): Promise<number> {
-  const { params, timeoutSeconds, json, trace } = command;
-  const runner = new DemoImageRunner();
+  const { params, timeoutSeconds, json, trace, backend } = command;
+  const tracing = trace ? startTracing() : undefined;
+  // On a backend, each HTTP call to it is a span under the run's execute span.
+  const pool = backend === undefined ? undefined : new BackendPool([backend], { tracer: tracing?.tracer });
+  const runner = pool === undefined ? new DemoImageRunner() : new WebuiBackendRunner(pool);
   const display = createProgressDisplay(process.stderr);
   // Every update: the display throttles its own drawing.
   const progress = attachProgress(runner, { throttleMs: 0, onUpdate: display.update });
   const metrics = attachMetrics(runner);
-  const tracing = trace ? startTracing(runner) : undefined;
+  tracing?.attach(runner);
 
   const interrupt = new AbortController();
   let interrupts = 0;
@@ -135,7 +153,8 @@ async function generate(command: Extract<Command, { kind: 'generate' }>): Promis
   process.on('SIGINT', onSigint);
 
   const { prompt, seed, steps, width, height } = params;
-  process.stderr.write(`Generating ${JSON.stringify(prompt)}\n  seed ${String(seed)}, ${String(steps)} steps, ${String(width)}x${String(height)} (demo generator, not a model)\n`);
+  const where = backend === undefined ? 'demo generator, not a model' : `on ${pool?.names[0] ?? backend}`;
+  process.stderr.write(`Generating ${JSON.stringify(prompt)}\n  seed ${String(seed)}, ${String(steps)} steps, ${String(width)}x${String(height)} (${where})\n`);
   const input: GenerationInput = params;
   try {
     const image = await runner.run(new ProcessingRequest(input), {
@@ -170,26 +189,31 @@ async function generate(command: Extract<Command, { kind: 'generate' }>): Promis
     process.off('SIGINT', onSigint);
     progress();
     metrics();
+    pool?.close();
   }
 }
 
 /** Traces runs with the OpenTelemetry SDK into memory, and renders the spans when asked. */
-function startTracing(runner: DemoImageRunner): { readonly finish: () => Promise<string> } {
+function startTracing(): { readonly tracer: Tracer; readonly attach: (runner: ProcessingRunner<GenerationInput, GeneratedImage>) => void; readonly finish: () => Promise<string> } {
   const exporter = new InMemorySpanExporter();
   const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
   // Lets spans a phase starts find their parent through the active context, as in a real app.
   const contextManager = new AsyncLocalStorageContextManager().enable();
   context.setGlobalContextManager(contextManager);
-  const detach = attachTracing(runner, {
-    tracer: provider.getTracer('processing-runner-cli'),
-    requestAttributes: (request) => {
-      const { prompt, seed, steps, width, height } = request.processing;
-      return { 'generation.prompt': prompt, 'generation.seed': seed, 'generation.steps': steps, 'generation.size': `${String(width)}x${String(height)}` };
-    },
-  });
+  let detach: (() => void) | undefined;
   return {
+    tracer: provider.getTracer('processing-runner-cli'),
+    attach: (runner) => {
+      detach = attachTracing(runner, {
+        tracer: provider.getTracer('processing-runner-cli'),
+        requestAttributes: (request) => {
+          const { prompt, seed, steps, width, height } = request.processing;
+          return { 'generation.prompt': prompt, 'generation.seed': seed, 'generation.steps': steps, 'generation.size': `${String(width)}x${String(height)}` };
+        },
+      });
+    },
     finish: async () => {
-      detach();
+      detach?.();
       await provider.forceFlush();
       const tree = formatSpanTree(exporter.getFinishedSpans());
       await provider.shutdown();

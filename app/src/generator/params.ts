@@ -9,6 +9,8 @@ import { findScheduler, SCHEDULERS } from './schedules.js';
  */
 export interface GenerationInput {
   readonly prompt: string;
+  /** What not to draw. Sent to a webui backend; the demo generator ignores it. @default '' */
+  readonly negativePrompt?: string | undefined;
   readonly seed?: number | undefined;
   readonly steps?: number | undefined;
   readonly width?: number | undefined;

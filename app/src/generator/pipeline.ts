@@ -116,17 +116,7 @@ export class DemoImageRunner extends ProcessingRunner<GenerationInput, Generated
     const png = this.#encoded.get(state);
     if (png === undefined) throw new TypeError('Expected execute() to have encoded this run, got no PNG');
     this.#encoded.delete(state);
-    const dir = this.#outRoot === undefined || isAbsolute(params.outDir) ? params.outDir : resolve(this.#outRoot, params.outDir);
-    await mkdir(dir, { recursive: true });
-    const path = join(dir, fileName(params));
-    const partial = `${path}.${randomBytes(4).toString('hex')}.partial`;
-    try {
-      await writeFile(partial, png);
-      await rename(partial, path);
-    } catch (error) {
-      await rm(partial, { force: true });
-      throw error;
-    }
+    const path = await writeImage(params, png, this.#outRoot);
     return { ...result, path };
   }
 
@@ -137,8 +127,27 @@ export class DemoImageRunner extends ProcessingRunner<GenerationInput, Generated
   }
 }
 
+/**
+ * Writes a run's PNG into its `outDir` (taken from `outRoot` when relative) atomically: a
+ * temporary file, then a rename, so that a failure leaves no file behind. Resolves to its path.
+ */
+export async function writeImage(params: Pick<GenerationParams, 'prompt' | 'seed' | 'outDir'>, png: Uint8Array, outRoot: string | undefined): Promise<string> {
+  const dir = outRoot === undefined || isAbsolute(params.outDir) ? params.outDir : resolve(outRoot, params.outDir);
+  await mkdir(dir, { recursive: true });
+  const path = join(dir, fileName(params));
+  const partial = `${path}.${randomBytes(4).toString('hex')}.partial`;
+  try {
+    await writeFile(partial, png);
+    await rename(partial, path);
+  } catch (error) {
+    await rm(partial, { force: true });
+    throw error;
+  }
+  return path;
+}
+
 /** `a-lighthouse-at-dusk-1234.png`: the prompt's first words, then the seed. */
-function fileName({ prompt, seed }: GenerationParams): string {
+function fileName({ prompt, seed }: Pick<GenerationParams, 'prompt' | 'seed'>): string {
   const slug = prompt
     .toLowerCase()
     .replace(/[^a-z0-9]+/g, '-')

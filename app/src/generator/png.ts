@@ -62,6 +62,30 @@ export function readParameters(png: Uint8Array): string | undefined {
   return decode(png).text[PARAMETERS_KEYWORD];
 }
 
+/**
+ * The `parameters` text of a PNG, as `readParameters()` reads it (its `tEXt` chunk; the
+ * decoder reads no compressed text either), found by walking the chunks without decoding the
+ * image: a 512 × 512 PNG's inflate costs tens of milliseconds, this a few microseconds.
+ */
+export function findParameters(png: Uint8Array): string | undefined {
+  const view = new DataView(png.buffer, png.byteOffset, png.byteLength);
+  const latin1 = (from: number, to: number): string => Buffer.from(png.buffer, png.byteOffset + from, to - from).toString('latin1');
+  for (let at = PNG_SIGNATURE_BYTES; at + 8 <= png.length; ) {
+    const length = view.getUint32(at);
+    const type = latin1(at + 4, at + 8);
+    const start = at + 8;
+    const end = Math.min(start + length, png.length);
+    if (type === 'tEXt') {
+      const nul = png.indexOf(0, start);
+      if (nul !== -1 && nul < end && latin1(start, nul) === PARAMETERS_KEYWORD) return latin1(nul + 1, end);
+    } else if (type === 'IEND') {
+      return undefined;
+    }
+    at = end + 4;
+  }
+  return undefined;
+}
+
 /** The hex SHA-256 of some bytes. */
 export function sha256(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex');

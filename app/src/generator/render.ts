@@ -251,7 +251,7 @@ export function downscale(sample: Float32Array, width: number, height: number): 
 }
 
 /** Resolves after `ms`, or as soon as `signal` aborts (the loop then throws its reason). */
-function pause(ms: number, signal: AbortSignal): Promise<void> {
+export function pause(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     const done = (): void => {
       clearTimeout(timer);

@@ -12,6 +12,7 @@ import securityPlugin from './plugins/app/security.js';
 import ssePlugin from './plugins/external/sse.js';
 import staticPlugin from './plugins/external/static.js';
 import swaggerPlugin from './plugins/external/swagger.js';
+import backendsRoutes from './routes/backends/index.js';
 import healthRoutes from './routes/health/index.js';
 import runsRoutes from './routes/runs/index.js';
 import sdapiRoutes from './routes/sdapi/index.js';
@@ -75,6 +76,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(healthRoutes);
   await app.register(metricsPlugin);
   await app.register(runsRoutes);
+  await app.register(backendsRoutes);
   await app.register(sdapiRoutes);
   await app.register(staticPlugin, { root: options.webRoot ?? DEFAULT_WEB_ROOT });
   return app;

@@ -1,5 +1,8 @@
 import type { Tracer } from '@opentelemetry/api';
 
+import type { BackendListing } from '../backends/board.js';
+import type { BackendPool } from '../backends/pool.js';
+import type { WebuiBackendRunnerOptions } from '../backends/runner.js';
 import type { RunQueue } from './queue/run-queue.js';
 import type { Retention, RunStore } from './store/run-store.js';
 
@@ -15,6 +18,23 @@ export interface AppOptions {
   readonly runTimeoutSeconds?: number | undefined;
   /** When set, every route but `/healthz` and the page's files needs `Authorization: Bearer KEY`. */
   readonly apiKey?: string | undefined;
+  /**
+   * `/sdapi` needs HTTP basic auth with one of these `user:password` pairs (the webui's
+   * `--api-auth`); a matching `Authorization: Bearer` API key is taken there too.
+   */
+  readonly apiAuth?: readonly string[] | undefined;
+  /** A pause after each step of the demo generator, in ms (demos and tests watch a run go by). @default 0 */
+  readonly stepDelayMs?: number | undefined;
+  /**
+   * Runs go to these stable-diffusion-webui servers instead of the demo generator (embedded
+   * queue): one run per backend at a time, so the queue runs as many at once as the pool has
+   * backends. Listed, with their health, at `GET /v1/backends`.
+   */
+  readonly backends?: BackendPool | undefined;
+  /** With runs on workers elsewhere: where the workers report their backends (`GET /v1/backends` lists them). */
+  readonly backendBoard?: BackendListing | undefined;
+  /** How runs on `backends` poll, time out and retry. */
+  readonly backendRunner?: WebuiBackendRunnerOptions | undefined;
   /** A live preview every this many steps; 0 for none. @default 5 */
   readonly previewEvery?: number | undefined;
   /** SSE clients at once; one more gets `503`. @default 100 */
@@ -29,7 +49,7 @@ export interface AppOptions {
   readonly retention?: Retention | undefined;
   /** The built web page (`index.html`, `app.js`, `app.css`); `/` answers 404 when it is missing. @default app/dist/web */
   readonly webRoot?: string | undefined;
-  /** Where runs go; an embedded in-process queue over a new `DemoImageRunner` when absent. */
+  /** Where runs go; an embedded in-process queue over a new `DemoImageRunner` (or `WebuiBackendRunner` with `backends`) when absent. */
   readonly queue?: RunQueue | undefined;
   /** Traces runs (and the HTTP requests that submit them) with this tracer. */
   readonly tracer?: Tracer | undefined;

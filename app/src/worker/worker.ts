@@ -1,5 +1,8 @@
 import { startWorker, type RunnerWorker } from 'processing-runner/bullmq';
 
+import { BackendBoard } from '../backends/board.js';
+import { BackendPool } from '../backends/pool.js';
+import { WebuiBackendRunner } from '../backends/runner.js';
 import { DemoImageRunner } from '../generator/pipeline.js';
 import { recordRuns } from '../server/runs/recorder.js';
 import { RedisRunStore } from '../server/store/redis.js';
@@ -27,6 +30,8 @@ export interface WorkerSettings {
   readonly stalledIntervalMs?: number | undefined;
   /** The worker's own folder for the PNGs it makes (a relative `outDir` of a job lands here). */
   readonly outDir?: string | undefined;
+  /** Run on these stable-diffusion-webui servers instead of the demo generator (`concurrency` should be their number). */
+  readonly backends?: readonly string[] | undefined;
 }
 
 /** Where the worker host writes its log lines, and the process it listens to for signals. */
@@ -41,9 +46,12 @@ export interface WorkerHost {
  * Resolves with the exit code.
  */
 export async function runWorker(settings: WorkerSettings, host: WorkerHost): Promise<number> {
-  // Previews as the service's embedded queue makes them, so its live preview works in both modes.
-  const runner = new DemoImageRunner({ previewEvery: 5, outRoot: settings.outDir });
   const { log } = host;
+  // Previews as the service's embedded queue makes them, so its live preview works in both modes.
+  const pool = settings.backends === undefined ? undefined : new BackendPool(settings.backends);
+  const runner = pool === undefined ? new DemoImageRunner({ previewEvery: 5, outRoot: settings.outDir }) : new WebuiBackendRunner(pool, { outRoot: settings.outDir });
+  const stopWatching = pool === undefined ? undefined : watchBackends(pool, log);
+  void pool?.check();
   runner.on('start', (request, runId) => {
     const { prompt } = request.processing;
     log(`run ${String(runId)} started: ${JSON.stringify(prompt)}`);
@@ -61,6 +69,9 @@ export async function runWorker(settings: WorkerSettings, host: WorkerHost): Pro
   const onError = (error: unknown): void => {
     log(`redis: ${error instanceof Error ? error.message : String(error)}`);
   };
+  // The services behind this Redis list this worker's backends (GET /v1/backends).
+  const board = pool === undefined ? undefined : new BackendBoard({ url: settings.redis, namespace: settings.queueName, connectionName: `processing-runner:${settings.queueName}:worker-backends`, onError });
+  const stopReporting = pool === undefined ? undefined : board?.publish(pool);
   // The runs' records, events and images go to the store every service replica reads.
   const store = new RedisRunStore({ url: settings.redis, namespace: settings.queueName, retention: settings.retention, connectionName: `processing-runner:${settings.queueName}:worker-store`, onError });
   const recorder = recordRuns(runner, store, { onError });
@@ -76,11 +87,18 @@ export async function runWorker(settings: WorkerSettings, host: WorkerHost): Pro
     });
   } catch (error) {
     log(`cannot start the worker: ${error instanceof Error ? error.message : String(error)}`);
+    stopWatching?.();
+    await stopReporting?.();
+    await board?.close();
+    pool?.close();
     recorder();
     await store.close();
     return 1;
   }
-  log(`worker ${String(process.pid)} taking jobs from queue ${JSON.stringify(settings.queueName)} (concurrency ${String(settings.concurrency)}); runs recorded in ${store.location}`);
+  log(
+    `worker ${String(process.pid)} taking jobs from queue ${JSON.stringify(settings.queueName)} (concurrency ${String(settings.concurrency)}); runs recorded in ${store.location}` +
+      (pool === undefined ? '' : `; runs on ${pool.names.join(', ')}`),
+  );
 
   return new Promise<number>((resolve) => {
     let stopping = false;
@@ -96,6 +114,10 @@ export async function runWorker(settings: WorkerSettings, host: WorkerHost): Pro
         .then(() => recorder.flushed())
         .then(async () => {
           recorder();
+          stopWatching?.();
+          await stopReporting?.();
+          await board?.close();
+          pool?.close();
           await store.close();
           host.signals.off('SIGTERM', onTerm);
           host.signals.off('SIGINT', onInt);
@@ -112,4 +134,25 @@ export async function runWorker(settings: WorkerSettings, host: WorkerHost): Pro
     host.signals.on('SIGTERM', onTerm);
     host.signals.on('SIGINT', onInt);
   });
+}
+
+/** Logs each failed backend call, and each backend's health when it changes (checked every second). */
+function watchBackends(pool: BackendPool, log: (line: string) => void): () => void {
+  const stopFailures = pool.onFailure((failure) => {
+    log(`backend ${failure.url}: ${failure.kind}: ${failure.message}`);
+  });
+  const last = new Map<string, string>();
+  const look = (): void => {
+    for (const backend of pool.status()) {
+      if (last.get(backend.url) !== backend.health) log(`backend ${backend.url} is ${backend.health}`);
+      last.set(backend.url, backend.health);
+    }
+  };
+  look();
+  const timer = setInterval(look, 1000);
+  timer.unref();
+  return () => {
+    stopFailures();
+    clearInterval(timer);
+  };
 }

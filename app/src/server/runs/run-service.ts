@@ -256,6 +256,8 @@ export class RunService {
       ...extras,
       runId: id,
       prompt: parameters.prompt,
+      // Only when given, so that a run without one crosses a queue as before.
+      ...(parameters.negative_prompt === '' ? {} : { negativePrompt: parameters.negative_prompt }),
       seed: parameters.seed,
       steps: parameters.steps,
       width: parameters.width,

@@ -51,6 +51,36 @@ export default fp(
     });
     for (const outcome of ['succeeded', 'failed', 'cancelled']) runs.inc({ outcome }, 0);
 
+    // Per webui backend: busy and up (read when scraped), failed calls by kind (counted as they happen).
+    const pool = app.backends;
+    let stopCountingFailures: (() => void) | undefined;
+    if (pool !== undefined) {
+      const status = (): ReturnType<typeof pool.status> => pool.status();
+      new Gauge({
+        name: 'processing_backend_busy',
+        help: 'Whether a run is on the webui backend now (1) or not (0)',
+        labelNames: ['backend'] as const,
+        registers: [registry],
+        collect() {
+          for (const backend of status()) this.set({ backend: backend.url }, backend.busy ? 1 : 0);
+        },
+      });
+      new Gauge({
+        name: 'processing_backend_up',
+        help: 'Whether the webui backend is in the pool (1: up, or not called yet) or out of it (0: down, unauthorized, or busy with a job not ours)',
+        labelNames: ['backend'] as const,
+        registers: [registry],
+        collect() {
+          for (const backend of status()) this.set({ backend: backend.url }, backend.health === 'up' || backend.health === 'unknown' ? 1 : 0);
+        },
+      });
+      const failures = new Counter({ name: 'processing_backend_failures_total', help: 'Calls to a webui backend that failed, by kind', labelNames: ['backend', 'kind'] as const, registers: [registry] });
+      for (const url of pool.names) failures.inc({ backend: url, kind: 'unreachable' }, 0);
+      stopCountingFailures = pool.onFailure((failure) => {
+        failures.inc({ backend: failure.url, kind: failure.kind });
+      });
+    }
+
     // When each run's last phase boundary passed, by the runner's run id.
     const marks = new Map<number, { readonly startedAt: number; at: number }>();
     const runner = queue.runner;
@@ -97,6 +127,7 @@ export default fp(
     app.addHook('onClose', (_instance, closed) => {
       attach(false);
       stopCounting();
+      stopCountingFailures?.();
       closed();
     });
 

@@ -18,15 +18,23 @@ const PROTECTED = /^\/(v1|sdapi)(\/|$)|^\/metrics(\?|$)|^\/openapi\.json(\?|$)/;
 
 /**
  * The service's guards, in the order they run on a request: `503` while shutting down, then
- * the API key (`401` without a matching `Authorization: Bearer`), and on the way out the
+ * with `apiAuth` the webui's basic auth on `/sdapi` (`401` as the webui answers it), then the
+ * API key (`401` without a matching `Authorization: Bearer`), and on the way out the
  * security headers (a CSP on every HTML answer, `nosniff` on all).
  */
 export default fp(
   function security(app: FastifyInstance, _options: unknown, done: () => void): void {
     const key = app.settings.apiKey === undefined ? undefined : Buffer.from(app.settings.apiKey);
+    const logins = app.settings.apiAuth?.map((login) => Buffer.from(login));
     app.addHook('onRequest', async (request, reply) => {
       if (app.serviceState.draining) {
         await reply.code(503).header('Retry-After', '5').header('Connection', 'close').send({ message: 'The service is shutting down' });
+        return reply;
+      }
+      if (logins !== undefined && request.url.startsWith('/sdapi/')) {
+        // As the webui's --api-auth: basic auth on its API; the service's own key is taken there too.
+        if (hasLogin(request, logins) || (key !== undefined && hasKey(request, key))) return undefined;
+        await reply.code(401).header('WWW-Authenticate', 'Basic').send({ detail: 'Incorrect username or password' });
         return reply;
       }
       if (key !== undefined && PROTECTED.test(request.url) && !hasKey(request, key)) {
@@ -55,6 +63,16 @@ function hasKey(request: FastifyRequest, key: Buffer): boolean {
   const given = Buffer.from(header === undefined ? (accessToken(request) ?? '') : (match?.[1] ?? ''));
   // Compared in constant time, so the answer's timing says nothing about the key.
   return given.length === key.length && timingSafeEqual(given, key);
+}
+
+function hasLogin(request: FastifyRequest, logins: readonly Buffer[]): boolean {
+  const match = /^Basic ([A-Za-z0-9+/=]+)$/.exec(request.headers.authorization ?? '');
+  if (match === null) return false;
+  const given = Buffer.from(match[1] ?? '', 'base64');
+  // Every login is compared, each in constant time, so the timing says nothing about which matched.
+  let found = false;
+  for (const login of logins) if (given.length === login.length && timingSafeEqual(given, login)) found = true;
+  return found;
 }
 
 /** The `access_token` query parameter, on the one route that takes it. */

@@ -4,6 +4,9 @@ import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { attachTracing } from 'processing-runner/tracing';
 
+import type { BackendListing } from '../../../backends/board.js';
+import type { BackendPool } from '../../../backends/pool.js';
+import { WebuiBackendRunner } from '../../../backends/runner.js';
 import { DemoImageRunner } from '../../../generator/pipeline.js';
 import { EmbeddedRunQueue } from '../../queue/embedded.js';
 import type { AppOptions } from '../../options.js';
@@ -14,6 +17,7 @@ import { DiskRunStore } from '../../store/disk.js';
 export interface ServiceSettings {
   readonly outDir: string;
   readonly apiKey: string | undefined;
+  readonly apiAuth: readonly string[] | undefined;
   readonly maxSseClients: number;
   readonly progressThrottleMs: number;
   readonly previewEvery: number;
@@ -32,6 +36,10 @@ export interface ServiceState {
 declare module 'fastify' {
   interface FastifyInstance {
     runs: RunService;
+    /** The webui backends runs go to, when the service was given some. */
+    backends: BackendPool | undefined;
+    /** Where workers elsewhere report their backends, when runs go to workers. */
+    backendBoard: BackendListing | undefined;
     settings: ServiceSettings;
     serviceState: ServiceState;
   }
@@ -45,10 +53,13 @@ declare module 'fastify' {
 export default fp(
   async function service(app: FastifyInstance, options: AppOptions): Promise<void> {
     const previewEvery = options.previewEvery ?? 5;
+    const pool = options.backends;
+    const runner = pool === undefined ? new DemoImageRunner({ previewEvery, stepDelayMs: options.stepDelayMs }) : new WebuiBackendRunner(pool, options.backendRunner);
     const queue =
       options.queue ??
-      new EmbeddedRunQueue(new DemoImageRunner({ previewEvery }), {
-        concurrency: options.concurrency ?? 1,
+      new EmbeddedRunQueue(runner, {
+        // A backend runs one run at a time: as many at once as there are backends, the rest wait here.
+        concurrency: pool?.size ?? options.concurrency ?? 1,
         capacity: options.queueSize ?? 100,
         runTimeoutMs: options.runTimeoutSeconds === undefined ? undefined : Math.round(options.runTimeoutSeconds * 1000),
       });
@@ -62,9 +73,12 @@ export default fp(
       runTimeoutMs: queue.recordsHere || options.runTimeoutSeconds === undefined ? undefined : Math.round(options.runTimeoutSeconds * 1000),
     });
     app.decorate('runs', runs);
+    app.decorate('backends', pool);
+    app.decorate('backendBoard', options.backendBoard);
     app.decorate('settings', {
       outDir,
       apiKey: options.apiKey,
+      apiAuth: options.apiAuth,
       maxSseClients: options.maxSseClients ?? 100,
       progressThrottleMs: options.progressThrottleMs ?? 100,
       previewEvery,
