@@ -48,6 +48,7 @@ describeRedis('Redis keys of serve --redis', () => {
   afterEach(async () => {
     await worker.close();
     stopRecording();
+    await app.runs.queue.close({ graceMs: 0, reason: new Error('test over') });
     await dispose();
     for (const store of stores) await store.close();
     await deleteKeys(redis.admin, `bull:${queueName}`);
