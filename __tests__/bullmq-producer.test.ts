@@ -7,6 +7,7 @@ import { Worker, type ConnectionOptions, type Job } from 'bullmq';
 
 import { ProcessingRequest, recordEvents, type RunContext } from '../src/index.js';
 import { RemoteRunError, type RemoteRunner, type RunJobData } from '../src/bullmq.js';
+import { POLL_SCRIPT } from '../src/remote/poll.js';
 import { entryFields, toRedisOptions } from '../src/remote/wire.js';
 import { admin, bench, connection, listenForCancellations, setUpBench } from './support/bullmq-bench.js';
 import { describeRedis } from './support/redis.js';
@@ -184,6 +185,54 @@ describeRedis('RemoteRunner against a worker played by hand', () => {
     );
   });
 
+  test('a job whose return value is not JSON (not written by a worker of ours) rejects, saying it got none', async () => {
+    const remote = bench.remote<number, string>({ pollMs: 60_000 });
+    const running = handled(remote.run(new ProcessingRequest(1)));
+    const worker = await takeJob();
+    await worker.complete('"ok"');
+    const jobId = String(worker.job.id);
+    await admin.hset(`${bench.prefix}:q:${jobId}`, 'returnvalue', 'not json');
+    await worker.write('settled', 1);
+    await expect(running).rejects.toEqual(
+      new RemoteRunError(`Expected job ${jobId} to end with the encoded result of a run, got the return value \`undefined\``, { remoteName: 'Error', jobId }),
+    );
+  });
+
+  test('the poll looks at the jobs of every run in flight in one call per tick, and reads only those that finished', async () => {
+    const remote = bench.remote<number, string>({ pollMs: 30 });
+    const runs = [1, 2, 3].map((n) => handled(remote.run(new ProcessingRequest(n))));
+    const workers = [await takeJob(), await takeJob(), await takeJob()];
+    const keys = workers.map(({ job }) => `${bench.prefix}:q:${String(job.id)}`);
+    const monitor = await admin.monitor();
+    bench.defer(async () => {
+      monitor.disconnect();
+      await Promise.resolve();
+    });
+    const calls: { readonly command: string; readonly keys: string[] }[] = [];
+    monitor.on('monitor', (_time: string, args: string[], source: string) => {
+      // Commands a script runs show up too (source `lua`): only what was sent counts.
+      if (source === 'lua') return;
+      // MONITOR shows a script's line breaks as `\n`.
+      const command = args[0]?.toLowerCase() === 'eval' && args[1]?.replaceAll('\\n', '\n') === POLL_SCRIPT ? 'poll' : String(args[0]).toLowerCase();
+      calls.push({ command, keys: args.filter((arg) => keys.includes(arg)) });
+    });
+    await until(() => calls.some(({ command }) => command === 'poll'), 'a poll', 2000);
+    // Finished without a settled entry (its worker died after moving it on): only the poll can find it.
+    await workers[1]?.complete('"two"');
+    await expect(runs[1]).resolves.toBe('two');
+    const polls = calls.filter(({ command }) => command === 'poll');
+    expect(polls.length).toBeGreaterThan(0);
+    for (const poll of polls) expect(poll.keys.length).toBeGreaterThanOrEqual(2);
+    expect(polls[0]?.keys).toEqual(keys);
+    // Read: the one job that finished, never the two still running.
+    expect(calls.filter(({ command }) => command === 'hmget').map((call) => call.keys)).toEqual([[keys[1]]]);
+    for (const [index, worker] of [workers[0], workers[2]].entries()) {
+      await worker?.complete(JSON.stringify(`done ${String(index)}`));
+      await worker?.write('settled', 1);
+    }
+    await expect(Promise.all([runs[0], runs[2]])).resolves.toEqual(['done 0', 'done 1']);
+  });
+
   test('a job removed while it runs rejects with a RemoteRunError naming the job', async () => {
     const remote = bench.remote<number, string>({ pollMs: 20 });
     const running = handled(remote.run(new ProcessingRequest(1)));
@@ -253,7 +302,9 @@ describeRedis('RemoteRunner: its own settings and entry points', () => {
     });
     const polls: number[] = [];
     monitor.on('monitor', (time: string, args: string[]) => {
-      if (args[0]?.toLowerCase() === 'hgetall' && args[1] === jobKey) polls.push(Number(time));
+      // A poll: its script call names the job's key among its keys, a read of the job (HMGET)
+      // names it too, and both name the field `finishedOn` (a cancellation's update does not).
+      if (args.includes(jobKey) && args.some((arg) => arg.includes('finishedOn'))) polls.push(Number(time));
     });
     await until(() => polls.length >= 2, 'the run to poll its job', 2000);
     // Cancelled here while the job is still running there: the job is not finished, so nothing but

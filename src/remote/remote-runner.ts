@@ -12,6 +12,7 @@ import { ProcessingRunner } from '../runner.js';
 import { encodeWith, type Codec } from './codec.js';
 import { queueSettings, type RunQueueOptions } from './options.js';
 import { JobExistsError, RemoteRunError, RunAbandonedError } from './errors.js';
+import { JobPoll, type PolledRun } from './poll.js';
 import { StreamReader } from './reader.js';
 import type { RunJobData, TraceContextCarrier } from './trace.js';
 import {
@@ -79,8 +80,9 @@ export interface RemoteRunnerOptions<P = unknown> extends RunQueueOptions {
    */
   readonly jobId?: ((request: ProcessingRequestLike<P>) => string | undefined) | undefined;
   /**
-   * How often (ms) a run reads its job's state when no event arrives, to notice a job that
-   * settled without a word from a worker (one that died more often than BullMQ allows).
+   * How often (ms) the runner looks at the jobs of its runs in flight (one script call per
+   * 1,000 runs), to notice a job that settled without a word from a worker (one that died more
+   * often than BullMQ allows, a job removed by hand); only a job found finished or gone is read.
    *
    * @default 1000
    */
@@ -113,7 +115,8 @@ interface Shared {
   /** The channel cancellations go out on. */
   readonly channel: string;
   readonly codec: Codec;
-  readonly pollMs: number;
+  /** Watches the jobs of the runs in flight for one that settled without a `settled` entry. */
+  readonly poll: JobPoll;
   readonly onError: (error: Error) => void;
   readonly pending: Set<Promise<unknown>>;
 }
@@ -122,9 +125,11 @@ interface Shared {
  * One run of a `RemoteRunner`: its job, the entries of its events read from the producer's
  * stream and not yet consumed, and what the phases of the producer's run wait on.
  */
-class RemoteRun {
+class RemoteRun implements PolledRun {
   runId: number | undefined;
   jobId: string | undefined;
+  /** The key of the job's hash in Redis, once the job is added. */
+  jobKey = '';
   #job: Job<RunJobData, string> | undefined;
   context: RunContext | undefined;
   readonly #inbox: Item[] = [];
@@ -139,7 +144,6 @@ class RemoteRun {
   #done = false;
   /** Set by `abandon()`: what the run's phases reject with from then on. */
   #abandoned: RunAbandonedError | undefined;
-  #timer: ReturnType<typeof setInterval> | undefined;
   #cancelRequested = false;
 
   constructor(
@@ -173,10 +177,10 @@ class RemoteRun {
     if (customId !== undefined) await this.#assertAdded(customId);
     this.#job = job;
     this.jobId = String(job.id);
+    this.jobKey = this.shared.queue.toKey(this.jobId);
     // Let go of while its job was being added: nothing to follow.
     if (this.#abandoned !== undefined) throw new RunAbandonedError(this.jobId);
-    this.#timer = setInterval(() => void this.check(false), this.shared.pollMs);
-    this.#timer.unref();
+    this.shared.poll.add(this);
     if (this.#cancelRequested) this.#publishCancel();
   }
 
@@ -217,15 +221,14 @@ class RemoteRun {
   }
 
   async #checkOnce(viaSettled: boolean): Promise<void> {
-    const { jobId } = this;
-    if (this.#done || jobId === undefined) return;
+    if (this.#done || this.jobId === undefined) return;
     try {
-      const { queue, reader } = this.shared;
+      const { redis, reader } = this.shared;
       // One read of the job's hash: BullMQ sets `finishedOn` only when the job has completed or
       // failed for good (not after an attempt that will be retried), and removes a job it is told
       // to remove on completion or failure, which leaves nothing to read.
-      const job = await queue.getJob(jobId);
-      if (job !== undefined && job.finishedOn === undefined) return;
+      const job = await readFinished(redis, this.jobKey);
+      if (job === 'running') return;
       // Found without the worker's `settled` entry (a worker that died, a job failed by BullMQ
       // itself): first take in every event already written, so the outcome comes after them.
       if (!viaSettled) await reader.barrier();
@@ -283,7 +286,7 @@ class RemoteRun {
 
   /** Stops following the run's entries and polling the job. */
   dispose(): void {
-    clearInterval(this.#timer);
+    this.shared.poll.delete(this);
     // A no-op for a run never followed: the reader only deletes its own registration of this run.
     this.shared.reader.delete(this.data.events.run, this);
   }
@@ -510,7 +513,7 @@ export class RemoteRunner<P = unknown, R = unknown> extends ProcessingRunner<P, 
     const redis = openRedis(redisOptions, keys.clientName('producer'));
     redis.on('error', onError);
     const reader = new StreamReader(openRedis(redisOptions, keys.clientName('reader')), redis, this.#inbox, onError);
-    this.#shared = { queue, redis, reader, channel: keys.channel, codec, pollMs, onError, pending: new Set() };
+    this.#shared = { queue, redis, reader, channel: keys.channel, codec, poll: new JobPoll(redis, pollMs, onError), onError, pending: new Set() };
     this.#traceContext = traceContext;
     this.#jobName = jobName;
     this.#jobOptions = { removeOnComplete: { age: 3600 }, removeOnFail: { age: 86_400 }, ...jobOptions };
@@ -693,6 +696,7 @@ export class RemoteRunner<P = unknown, R = unknown> extends ProcessingRunner<P, 
       }
       await Promise.allSettled([...this.#inFlight]);
       await Promise.allSettled([...this.#shared.pending]);
+      await this.#shared.poll.close();
       await this.#shared.reader.close();
       await Promise.allSettled([this.#shared.queue.close(), this.#shared.redis.quit()]);
     })());
@@ -707,6 +711,34 @@ export class RemoteRunner<P = unknown, R = unknown> extends ProcessingRunner<P, 
     const run = this.#runs.get(state.runId);
     if (run === undefined) throw new TypeError(`Expected a run of this RemoteRunner, got run ${String(state.runId)}`);
     return run;
+  }
+}
+
+/** What `readFinished` found: a job still running, none (removed), or a finished job's outcome fields. */
+type Finished = 'running' | { readonly returnvalue: unknown; readonly failedReason: string | undefined } | undefined;
+
+/**
+ * Reads the fields of a job's hash that say whether and how it finished (one `HMGET`), read as
+ * BullMQ's own `Job.fromId()` reads them (`finishedOn` a non-zero number, the return value parsed
+ * from JSON, a failed reason only when non-empty), without building the whole job (its data,
+ * options, stack traces). A job without `timestamp`, which BullMQ writes with every job, is gone.
+ */
+async function readFinished(redis: Redis, jobKey: string): Promise<Finished> {
+  const [finishedOn, timestamp, returnvalue, failedReason] = await redis.hmget(jobKey, 'finishedOn', 'timestamp', 'returnvalue', 'failedReason');
+  if (typeof finishedOn !== 'string' || !Number.parseInt(finishedOn, 10)) return typeof timestamp === 'string' ? 'running' : undefined;
+  return {
+    returnvalue: typeof returnvalue === 'string' ? parseReturnValue(returnvalue) : undefined,
+    failedReason: typeof failedReason === 'string' && failedReason !== '' ? failedReason : undefined,
+  };
+}
+
+/** A return value as BullMQ reads it: JSON, or `undefined` when it is not JSON. */
+function parseReturnValue(text: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    // Not a result a worker of ours wrote (those are JSON strings): the run fails saying it got nothing it can use.
+    return undefined;
   }
 }
 
