@@ -253,6 +253,41 @@ describeRedis('BullmqRunQueue', () => {
       }
     });
 
+    test('a worker that went quiet but still writes progress: the `retrying` event never takes the progress shown back', async () => {
+      // The worker's next step lands between the watch reading the runs and appending `retrying`.
+      class Racing extends RedisRunStore {
+        #raced = false;
+        override async active(): ReturnType<RedisRunStore['active']> {
+          const records = await super.active();
+          if (!this.#raced) {
+            this.#raced = true;
+            await super.append('slow-beat', 'progress', { step: 6, total: 10, fraction: 0.6, eta_seconds: 1 }, { attempt: 1, fraction: 0.6 });
+          }
+          return records;
+        }
+      }
+      const racing = new Racing({ url: redis.connection, namespace: queueName });
+      try {
+        await create('slow-beat');
+        // No heartbeat for a minute: quiet, as a worker on a loaded machine can look.
+        await store.begin('slow-beat', Date.now() - 60_000);
+        await store.append('slow-beat', 'progress', { step: 3, total: 10, fraction: 0.3, eta_seconds: 1 }, { attempt: 1, fraction: 0.3 });
+        service = new RunService(queue, racing, { outDir: 'unused', recordHere: false, watchEveryMs: 20, stallAfterMs: 100 });
+        await service.start();
+        await waitUntil(async () => (await store.eventsAfter('slow-beat', 0)).some((event) => event.event === 'retrying'));
+        const shown = (await store.eventsAfter('slow-beat', 0)).filter((event) => typeof event.data.fraction === 'number').map((event) => [event.event, event.data.fraction]);
+        expect(shown).toEqual([
+          ['progress', 0.3],
+          ['progress', 0.6],
+          ['retrying', 0.6],
+        ]);
+      } finally {
+        service?.dispose();
+        service = undefined;
+        await racing.close();
+      }
+    });
+
     test('a queued run whose job never reached the queue (its replica died in between) ends `failed` after missingJobAfterMs; one whose job waits stays queued', async () => {
       await create('never-queued');
       await create('waiting');

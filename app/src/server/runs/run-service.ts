@@ -376,6 +376,8 @@ export class RunService {
                 ...record.progress,
                 eta_seconds: null,
               },
+              // Refused when anything was written since the record was read: a worker that wrote
+              // progress meanwhile is alive, and the progress shown must not go back to what was read.
               { attempt: record.attempt, status: 'running', lastEventId: record.lastEventId },
             );
           }
