@@ -8,11 +8,12 @@ import { join } from 'node:path';
 
 import type { FastifyInstance } from 'fastify';
 
-import { startWorker, type RunnerWorker } from '../../../src/bullmq';
+import { startWorker, type RunJobData, type RunnerWorker } from '../../../src/bullmq';
 import { DemoImageRunner } from '../../../app/src/generator/pipeline';
 import { BullmqRunQueue } from '../../../app/src/server/queue/bullmq';
 import { QueueFullError, type RunJob } from '../../../app/src/server/queue/run-queue';
 import { recordRuns } from '../../../app/src/server/runs/recorder';
+import { RunService } from '../../../app/src/server/runs/run-service';
 import { RedisRunStore } from '../../../app/src/server/store/redis';
 import { connectionsOf, deleteKeys, describeRedis, uniquePrefix, useRedis } from '../../support/redis';
 import { CLI_GOLDENS, makeApp, parseSse, SMALL, waitForEvent } from './helpers';
@@ -165,5 +166,139 @@ describeRedis('BullmqRunQueue', () => {
       await worker.close();
       rmSync(workerOut, { recursive: true, force: true });
     }
+  });
+
+  describe('RunService with workers elsewhere: who writes a run\'s ending (found by `npm run chaos`)', () => {
+    let store: RedisRunStore;
+    let service: RunService | undefined;
+    const waitUntil = async (check: () => Promise<boolean>): Promise<void> => {
+      const deadline = Date.now() + 10_000;
+      while (!(await check())) {
+        if (Date.now() > deadline) throw new Error('timed out');
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    };
+    // A job no RemoteRunner added (no `events`): a worker fails it at once, for good, saying so.
+    const FOREIGN = {} as RunJobData;
+    const create = (id: string, createdAt = Date.now()): Promise<unknown> => store.create({ id, parameters: { ...SMALL, negative_prompt: '' }, createdAt, position: 0 });
+    beforeEach(() => {
+      store = new RedisRunStore({ url: redis.connection, namespace: queueName });
+    });
+    afterEach(async () => {
+      service?.dispose();
+      service = undefined;
+      await store.close();
+      await deleteKeys(redis.admin, `processing-runner:${queueName}`);
+    });
+
+    test('.outcome() - pending while its job waits, ended with BullMQ\'s failedReason once BullMQ failed it for good, unknown without a job', async () => {
+      await queue.runner.queue.add('run', FOREIGN, { jobId: 'orphan-job' });
+      expect(await queue.outcome('orphan-job')).toEqual({ state: 'pending' });
+      expect(await queue.outcome('no-such-job')).toEqual({ state: 'unknown' });
+      const worker = await startWorker(new DemoImageRunner(), { queueName, connection: redis.connection });
+      try {
+        await waitUntil(async () => (await queue.outcome('orphan-job')).state === 'ended');
+      } finally {
+        await worker.close();
+      }
+      const job = await queue.runner.queue.getJob('orphan-job');
+      expect(await queue.outcome('orphan-job')).toEqual({ state: 'ended', status: 'failed', finishedAt: job?.finishedOn, message: job?.failedReason });
+      expect(job?.failedReason).toMatch(/RemoteRunner/);
+    });
+
+    test('a running run whose job BullMQ failed for good, submitted by a replica that is gone: any replica ends it `failed` with BullMQ\'s reason', async () => {
+      // The chaos case: its worker died twice (BullMQ: "job stalled more than allowable limit")
+      // and the replica that followed its job died too, so neither recorder nor submitter wrote its end.
+      await create('given-up');
+      await store.begin('given-up', Date.now() - 60_000);
+      await queue.runner.queue.add('run', FOREIGN, { jobId: 'given-up' });
+      const worker = await startWorker(new DemoImageRunner(), { queueName, connection: redis.connection });
+      try {
+        await waitUntil(async () => (await queue.outcome('given-up')).state === 'ended');
+      } finally {
+        await worker.close();
+      }
+      const reason = (await queue.runner.queue.getJob('given-up'))?.failedReason;
+      expect((await store.get('given-up'))?.status).toBe('running');
+      service = new RunService(queue, store, { outDir: 'unused', recordHere: false, watchEveryMs: 20, stallAfterMs: 100 });
+      await service.start();
+      await waitUntil(async () => (await store.get('given-up'))?.status === 'failed');
+      expect((await store.get('given-up'))?.error).toEqual({ message: reason, phase: 'prepare' });
+      expect((await store.eventsAfter('given-up', 0)).slice(-2).map((event) => event.event)).toEqual(['error', 'end']);
+    });
+
+    test('a replica that lets go of its runs (SIGTERM) ends none of them: the run goes on on its worker and succeeds', async () => {
+      const workerOut = mkdtempSync(join(tmpdir(), 'pr-bullmq-queue-'));
+      const workerStore = new RedisRunStore({ url: redis.connection, namespace: queueName });
+      const runner = new DemoImageRunner({ outRoot: workerOut, stepDelayMs: 40 });
+      const recorder = recordRuns(runner, workerStore);
+      const worker = await startWorker(runner, { queueName, connection: redis.connection });
+      try {
+        service = new RunService(queue, store, { outDir: 'unused', recordHere: false });
+        await service.start();
+        const { id } = await service.submit({ ...SMALL, steps: 100, negative_prompt: '' });
+        await waitUntil(async () => ((await store.get(id))?.progress.step ?? 0) >= 1);
+        // What shutDown() does: the queue lets go of the runs (RunAbandonedError), the store stays open a while.
+        await queue.close({ graceMs: 0, reason: new Error('replica going away') });
+        // Past the grace the replica gives a recorder to write the ending of a run whose `done` rejected.
+        await new Promise((resolve) => setTimeout(resolve, 2500));
+        expect((await store.get(id))?.status).toBe('running');
+        await waitUntil(async () => (await store.get(id))?.status !== 'running');
+        expect((await store.get(id))?.status).toBe('succeeded');
+      } finally {
+        await worker.close();
+        recorder();
+        await workerStore.close();
+        rmSync(workerOut, { recursive: true, force: true });
+      }
+    });
+
+    test('a worker that went quiet but still writes progress: the `retrying` event never takes the progress shown back', async () => {
+      // The worker's next step lands between the watch reading the runs and appending `retrying`.
+      class Racing extends RedisRunStore {
+        #raced = false;
+        override async active(): ReturnType<RedisRunStore['active']> {
+          const records = await super.active();
+          if (!this.#raced) {
+            this.#raced = true;
+            await super.append('slow-beat', 'progress', { step: 6, total: 10, fraction: 0.6, eta_seconds: 1 }, { attempt: 1, fraction: 0.6 });
+          }
+          return records;
+        }
+      }
+      const racing = new Racing({ url: redis.connection, namespace: queueName });
+      try {
+        await create('slow-beat');
+        // No heartbeat for a minute: quiet, as a worker on a loaded machine can look.
+        await store.begin('slow-beat', Date.now() - 60_000);
+        await store.append('slow-beat', 'progress', { step: 3, total: 10, fraction: 0.3, eta_seconds: 1 }, { attempt: 1, fraction: 0.3 });
+        service = new RunService(queue, racing, { outDir: 'unused', recordHere: false, watchEveryMs: 20, stallAfterMs: 100 });
+        await service.start();
+        await waitUntil(async () => (await store.eventsAfter('slow-beat', 0)).some((event) => event.event === 'retrying'));
+        const shown = (await store.eventsAfter('slow-beat', 0)).filter((event) => typeof event.data.fraction === 'number').map((event) => [event.event, event.data.fraction]);
+        expect(shown).toEqual([
+          ['progress', 0.3],
+          ['progress', 0.6],
+          ['retrying', 0.6],
+        ]);
+      } finally {
+        service?.dispose();
+        service = undefined;
+        await racing.close();
+      }
+    });
+
+    test('a queued run whose job never reached the queue (its replica died in between) ends `failed` after missingJobAfterMs; one whose job waits stays queued', async () => {
+      await create('never-queued');
+      await create('waiting');
+      await queue.runner.queue.add('run', FOREIGN, { jobId: 'waiting' });
+      service = new RunService(queue, store, { outDir: 'unused', recordHere: false, watchEveryMs: 20, missingJobAfterMs: 300 });
+      const started = Date.now();
+      await service.start();
+      await waitUntil(async () => (await store.get('never-queued'))?.status === 'failed');
+      expect(Date.now() - started).toBeGreaterThanOrEqual(300);
+      expect((await store.get('never-queued'))?.error?.message).toMatch(/^Its job is not in the queue/);
+      expect((await store.get('waiting'))?.status).toBe('queued');
+    });
   });
 });

@@ -31,6 +31,7 @@ export type Command =
       readonly outDir: string;
       /** Runs go to these stable-diffusion-webui servers instead of the demo generator (concurrency: one per backend). */
       readonly backends: readonly string[] | undefined;
+      readonly stepDelayMs: number;
     };
 
 /** What `processing-runner serve` was asked for (see `USAGE`). */
@@ -137,6 +138,8 @@ Options for worker (runs the demo generator for a Redis-backed service, until SI
       --backend URL[,URL…] run on these stable-diffusion-webui servers instead of the demo
                            generator, one run per server at a time (not with --concurrency)
   -o, --out DIR            the worker's own copy of each PNG (default ${DEFAULTS.outDir})
+      --step-delay MS      a pause after each step of the demo generator (default 0): slow
+                           runs that cost no CPU, for demos and \`npm run chaos\`
 
 The generator is a deterministic demo, not a model: the same prompt, seed, steps and size
 give the same PNG, byte for byte. Ctrl-C cancels a run; no partial file is written.
@@ -246,6 +249,7 @@ const WORKER_OPTIONS = {
   retain: { type: 'string' },
   'lock-duration': { type: 'string' },
   'stalled-interval': { type: 'string' },
+  'step-delay': { type: 'string' },
   out: { type: 'string', short: 'o' },
   backend: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
@@ -262,10 +266,10 @@ function parseWorker(argv: readonly string[]): Command {
   if (redis === undefined) throw new UsageError('--redis is required');
   const backends = values.backend === undefined ? undefined : parseBackends('--backend', values.backend, 64);
   if (backends !== undefined && concurrency !== undefined) throw new UsageError('--concurrency does not go with --backend: a worker runs one run per backend at a time');
-  const ms = (flag: string, raw: string | undefined, fallback: number): number => {
+  const ms = (flag: string, raw: string | undefined, fallback: number, min = 100, max = 3_600_000): number => {
     if (raw === undefined) return fallback;
     const value = /^\d+$/.test(raw.trim()) ? Number(raw) : Number.NaN;
-    if (!(Number.isSafeInteger(value) && value >= 100 && value <= 3_600_000)) throw new UsageError(`${flag} must be milliseconds from 100 to 3600000, got ${quote(raw)}`);
+    if (!(Number.isSafeInteger(value) && value >= min && value <= max)) throw new UsageError(`${flag} must be milliseconds from ${String(min)} to ${String(max)}, got ${quote(raw)}`);
     return value;
   };
   return {
@@ -278,6 +282,7 @@ function parseWorker(argv: readonly string[]): Command {
     stalledIntervalMs: ms('--stalled-interval', values['stalled-interval'], DEFAULT_WORKER_TIMING.stalledIntervalMs),
     outDir: values.out === undefined || values.out === '' ? (values.out === '' ? badOut() : DEFAULTS.outDir) : values.out,
     backends,
+    stepDelayMs: ms('--step-delay', values['step-delay'], 0, 0, 60_000),
   };
 }
 

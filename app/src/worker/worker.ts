@@ -32,6 +32,8 @@ export interface WorkerSettings {
   readonly outDir?: string | undefined;
   /** Run on these stable-diffusion-webui servers instead of the demo generator (`concurrency` should be their number). */
   readonly backends?: readonly string[] | undefined;
+  /** A pause after each step (ms), for slow runs that cost no CPU (demos, the chaos script). @default 0 */
+  readonly stepDelayMs?: number | undefined;
 }
 
 /** Where the worker host writes its log lines, and the process it listens to for signals. */
@@ -49,7 +51,7 @@ export async function runWorker(settings: WorkerSettings, host: WorkerHost): Pro
   const { log } = host;
   // Previews as the service's embedded queue makes them, so its live preview works in both modes.
   const pool = settings.backends === undefined ? undefined : new BackendPool(settings.backends);
-  const runner = pool === undefined ? new DemoImageRunner({ previewEvery: 5, outRoot: settings.outDir }) : new WebuiBackendRunner(pool, { outRoot: settings.outDir });
+  const runner = pool === undefined ? new DemoImageRunner({ previewEvery: 5, outRoot: settings.outDir, stepDelayMs: settings.stepDelayMs }) : new WebuiBackendRunner(pool, { outRoot: settings.outDir });
   const stopWatching = pool === undefined ? undefined : watchBackends(pool, log);
   void pool?.check();
   runner.on('start', (request, runId) => {

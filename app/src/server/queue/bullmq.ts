@@ -6,8 +6,9 @@ import { w3cTraceContext } from 'processing-runner/tracing';
 import type { GenerationInput } from '../../generator/params.js';
 import type { GeneratedImage } from '../../generator/pipeline.js';
 import type { ServiceRunInput } from '../runs/recorder.js';
+import { describeReason } from '../runs/recorder.js';
 import { openRedis } from '../store/redis.js';
-import { QueueClosedError, QueueFullError, type CancelOutcome, type RunJob, type RunQueue, type SubmittedRun } from './run-queue.js';
+import { QueueClosedError, QueueFullError, type CancelOutcome, type QueueOutcome, type RunJob, type RunQueue, type SubmittedRun } from './run-queue.js';
 
 /** Options of `BullmqRunQueue`. */
 export interface BullmqQueueOptions {
@@ -142,6 +143,27 @@ export class BullmqRunQueue implements RunQueue {
     for (const state of ['completed', 'failed'] as const) {
       while ((await this.runner.queue.clean(this.#keepJobsMs, batch, state)).length === batch);
     }
+  }
+
+  /**
+   * Read from the run's BullMQ job (its id is the run's): one `getJobState` while it is still to
+   * be run, the job itself once it has ended. A job BullMQ failed for good says why in its
+   * `failedReason` (a worker that died more often than `maxStalledCount` allows: "job stalled
+   * more than allowable limit"); one that was cancelled carries the mark in its data.
+   */
+  async outcome(id: string): Promise<QueueOutcome> {
+    const queue = this.runner.queue;
+    const state = await queue.getJobState(id);
+    if (state === 'unknown') return { state: 'unknown' };
+    if (state !== 'completed' && state !== 'failed') return { state: 'pending' };
+    const job = await queue.getJob(id);
+    // Removed between the two reads: as good as never there.
+    if (job === undefined) return { state: 'unknown' };
+    const finishedAt = job.finishedOn ?? Date.now();
+    if (state === 'completed') return { state: 'ended', status: 'succeeded', finishedAt, message: '' };
+    const { cancelled } = job.data;
+    if (cancelled !== undefined) return { state: 'ended', status: 'cancelled', finishedAt, message: describeReason(new DOMException(cancelled.message, cancelled.name), 'cancelled') };
+    return { state: 'ended', status: 'failed', finishedAt, message: job.failedReason === '' ? 'The run failed' : job.failedReason };
   }
 
   /**

@@ -3,7 +3,7 @@ import type { ProcessingRunner } from 'processing-runner';
 
 import type { GenerationInput } from '../../generator/params.js';
 import type { GeneratedImage } from '../../generator/pipeline.js';
-import { QueueClosedError, QueueFullError, type CancelOutcome, type RunJob, type RunQueue, type SubmittedRun } from './run-queue.js';
+import { QueueClosedError, QueueFullError, type CancelOutcome, type QueueOutcome, type RunJob, type RunQueue, type SubmittedRun } from './run-queue.js';
 
 /** Options of `EmbeddedRunQueue`. */
 export interface EmbeddedQueueOptions {
@@ -122,6 +122,11 @@ export class EmbeddedRunQueue implements RunQueue {
   /** Nothing to remove: a run leaves this queue's memory when it settles. */
   sweep(): Promise<void> {
     return Promise.resolve();
+  }
+
+  /** Runs live in this process only: one waiting or running is `pending`, any other `unknown` (the recorder here ends them all). */
+  outcome(id: string): Promise<QueueOutcome> {
+    return Promise.resolve(this.#waiting.has(id) || this.#running.has(id) ? { state: 'pending' } : { state: 'unknown' });
   }
 
   async close({ graceMs, reason }: { readonly graceMs: number; readonly reason: unknown }): Promise<void> {

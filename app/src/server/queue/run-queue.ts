@@ -40,6 +40,22 @@ export interface SubmittedRun {
 export type CancelOutcome = 'dequeued' | 'aborted' | 'unknown';
 
 /**
+ * How a run stands in its queue, as `RunQueue.outcome()` reads it: still to be run (waiting,
+ * running, or back in line for another attempt), ended, or not in the queue at all.
+ */
+export type QueueOutcome =
+  | { readonly state: 'pending' }
+  | {
+      readonly state: 'ended';
+      readonly status: 'succeeded' | 'failed' | 'cancelled';
+      /** When the queue ended it, epoch ms. */
+      readonly finishedAt: number;
+      /** Why it failed or was cancelled, one sentence; `''` when it succeeded. */
+      readonly message: string;
+    }
+  | { readonly state: 'unknown' };
+
+/**
  * Where runs go. Implementations run at most their concurrency of runs at a time, oldest
  * first, and keep at most their capacity of runs waiting.
  */
@@ -85,6 +101,12 @@ export interface RunQueue {
    * run store keeps what clients read). The service calls it with the store's sweep.
    */
   sweep(): Promise<void>;
+  /**
+   * How run `id` stands in the queue, whoever submitted it. The service reads it to end runs
+   * whose ending nobody else will write: a job the queue gave up on after its workers died, or a
+   * run whose replica died before it reached the queue.
+   */
+  outcome(id: string): Promise<QueueOutcome>;
   /** Where runs go, for the start-up banner. */
   readonly description: string;
   /**

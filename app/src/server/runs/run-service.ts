@@ -35,6 +35,12 @@ export interface RunServiceOptions {
   readonly watchEveryMs?: number | undefined;
   /** A running run whose worker has not said it is alive for this long is shown as lost (ms). @default 3000 */
   readonly stallAfterMs?: number | undefined;
+  /**
+   * A run not ended whose job has not been in the queue for this long ends `failed` (ms): the
+   * replica that created it died before it queued it. Long, so that a replica that is only slow
+   * to queue a run it just created is not overtaken. @default 30000
+   */
+  readonly missingJobAfterMs?: number | undefined;
   /** Clock in epoch ms. @default Date.now */
   readonly now?: (() => number) | undefined;
   /** Errors nothing else would see. @default a process warning */
@@ -70,6 +76,9 @@ export class RunService {
   #watchTimer: NodeJS.Timeout | undefined;
   readonly #watchEveryMs: number;
   readonly #stallAfterMs: number;
+  readonly #missingJobAfterMs: number;
+  /** Runs whose job the watch found missing, and since when (epoch ms). */
+  readonly #missingSince = new Map<string, number>();
   #lastStarted: string | undefined;
   #disposed = false;
 
@@ -87,6 +96,7 @@ export class RunService {
     this.#sweepEveryMs = options.sweepEveryMs ?? 60_000;
     this.#watchEveryMs = options.watchEveryMs ?? 1000;
     this.#stallAfterMs = options.stallAfterMs ?? 3000;
+    this.#missingJobAfterMs = options.missingJobAfterMs ?? 30_000;
     this.#recorder = options.recordHere === false ? undefined : recordRuns(queue.runner, store, { now: this.#now, onError: this.#onError });
     // A run that starts moves every waiting one up.
     const onPrepare = (state: { readonly request: unknown }): void => {
@@ -280,6 +290,9 @@ export class RunService {
     done.then(
       () => undefined,
       async (reason: unknown) => {
+        // This replica let go of the run (it is shutting down): the run goes on on its worker,
+        // which writes its ending.
+        if (isAbandoned(reason)) return;
         const record = await this.store.get(id);
         if (record === undefined || isTerminal(record.status)) return;
         // A run still waiting when the service shut down stays queued: it runs after the restart.
@@ -288,6 +301,8 @@ export class RunService {
         // A cancelled run that never started has nothing to wait for; otherwise the recorder
         // (here or on a worker) normally writes the ending within milliseconds.
         if (!(cancelled && record.status === 'queued')) await new Promise((resolve) => setTimeout(resolve, SETTLE_GRACE_MS).unref());
+        // Disposed meanwhile: the store is closed, or about to be, by its owner.
+        if (this.#disposed) return;
         const latest = (await this.store.get(id)) ?? record;
         if (isTerminal(latest.status)) return;
         const status = isShutdown(reason) ? 'interrupted' : cancelled ? 'cancelled' : 'failed';
@@ -306,8 +321,8 @@ export class RunService {
    * number of replicas may do it at once: the store writes a change once (guarded by the last
    * event the decision was made on), so clients see each position once.
    */
-  async #updatePositions(active?: readonly RunRecord[]): Promise<void> {
-    const positions = await this.queue.positions();
+  async #updatePositions(active?: readonly RunRecord[], waiting?: ReadonlyMap<string, number>): Promise<void> {
+    const positions = waiting ?? (await this.queue.positions());
     for (const record of active ?? (await this.store.active())) {
       if (record.status !== 'queued') continue;
       const position = positions.get(record.id);
@@ -327,10 +342,11 @@ export class RunService {
   /**
    * Runs that workers record can outlive the replica that submitted them, so every replica looks
    * after all of them, one round at a time: a run past its deadline is cancelled (wherever it
-   * runs), and a running run whose worker went quiet gets a `retrying` event (`lost: true`,
-   * no ETA) while BullMQ's stalled-job check hands it to another worker; a waiting run whose
-   * place changed gets a `queued` event with its new position. Writes are guarded, so replicas
-   * doing the same at once change nothing twice.
+   * runs); a running run whose worker went quiet gets a `retrying` event (`lost: true`, no ETA)
+   * while BullMQ's stalled-job check hands it to another worker; a run that waits or whose
+   * worker is quiet is checked against its job in the queue (`#endFromQueue`); and a waiting run
+   * whose place changed gets a `queued` event with its new position. Writes are guarded, so
+   * replicas doing the same at once change nothing twice.
    */
   #watch(): void {
     if (this.#disposed) return;
@@ -338,34 +354,79 @@ export class RunService {
       void (async () => {
         const now = this.#now();
         const active = await this.store.active();
+        // One read of the wait list: a run in it needs no other look at its job this round.
+        const waiting = await this.queue.positions();
         for (const record of active) {
+          if (this.#disposed) return;
+          const quietFor = now - (record.heartbeatAt ?? record.startedAt ?? now);
+          const quiet = record.status === 'running' && quietFor > this.#stallAfterMs;
           if (record.deadline !== undefined && now > record.deadline) {
             await this.cancel(record, new DOMException('Timed out (--run-timeout)', 'TimeoutError'));
-          } else if (record.status === 'running' && record.stalled !== record.attempt && now - (record.heartbeatAt ?? record.startedAt ?? now) > this.#stallAfterMs) {
-            // A worker that died before its first heartbeat is as quiet as one that stopped beating.
+            continue;
+          }
+          // A worker that died before its first heartbeat is as quiet as one that stopped beating.
+          if (quiet && record.stalled !== record.attempt) {
             await this.store.append(
               record.id,
               'retrying',
               {
                 attempt: record.attempt,
                 lost: true,
-                message: `The worker running it stopped answering ${String(Math.round((now - (record.heartbeatAt ?? record.startedAt ?? now)) / 1000))} s ago; another worker takes it over`,
+                message: `The worker running it stopped answering ${String(Math.round(quietFor / 1000))} s ago; another worker takes it over`,
                 ...record.progress,
                 eta_seconds: null,
               },
+              // Refused when anything was written since the record was read: a worker that wrote
+              // progress meanwhile is alive, and the progress shown must not go back to what was read.
               { attempt: record.attempt, status: 'running', lastEventId: record.lastEventId },
             );
           }
+          if (quiet || (record.status === 'queued' && !waiting.has(record.id))) await this.#endFromQueue(record, now);
         }
+        const ids = new Set(active.map((record) => record.id));
+        for (const id of this.#missingSince.keys()) if (!ids.has(id) || waiting.has(id)) this.#missingSince.delete(id);
         // Waiting runs move up as any worker takes any run: their places, whoever submitted them.
-        await this.#updatePositions(active);
+        await this.#updatePositions(active, waiting);
       })()
-        .catch(this.#onError)
+        .catch((error: unknown) => {
+          // A round cut short by dispose() fails on the store its owner closes next: expected.
+          if (!this.#disposed) this.#onError(error);
+        })
         .finally(() => {
           this.#watch();
         });
     }, this.#watchEveryMs);
     this.#watchTimer.unref();
+  }
+
+  /**
+   * Ends a run whose ending nobody else will write, from what its queue says. Its recorder (on
+   * a worker) writes a run's ending, and the replica that submitted it writes one when the queue
+   * says the run is over first; both may be gone: BullMQ fails a job whose workers died more
+   * often than it allows, with no worker left to record it, and a replica may die between
+   * creating a run and queueing it. The queue's ending is taken once it is `SETTLE_GRACE_MS` old
+   * (the others' writes win until then), a missing job once it has been missing for
+   * `missingJobAfterMs`.
+   */
+  async #endFromQueue(record: RunRecord, now: number): Promise<void> {
+    const outcome = await this.queue.outcome(record.id);
+    if (outcome.state !== 'unknown') this.#missingSince.delete(record.id);
+    if (outcome.state === 'pending') return;
+    const phase = record.status === 'queued' ? null : record.phase;
+    if (outcome.state === 'unknown') {
+      const since = this.#missingSince.get(record.id) ?? now;
+      this.#missingSince.set(record.id, since);
+      if (now - since < this.#missingJobAfterMs) return;
+      this.#missingSince.delete(record.id);
+      const message = 'Its job is not in the queue: the replica that accepted it stopped before queueing it, or the job was removed';
+      await this.store.end(record.id, 'failed', terminalData(record, 'failed', phase, now, message));
+      return;
+    }
+    if (now - outcome.finishedAt < SETTLE_GRACE_MS) return;
+    // A job that completed has its success recorded before it completes: without it, the result is lost.
+    const status = outcome.status === 'succeeded' ? 'failed' : outcome.status;
+    const message = outcome.status === 'succeeded' ? 'The run finished on its worker, but its result was not recorded' : outcome.message;
+    await this.store.end(record.id, status, terminalData(record, status, phase, now, message));
   }
 
   /**
@@ -382,6 +443,11 @@ export class RunService {
 function runIdOf(request: unknown): string | undefined {
   const processing = (request as { processing?: Partial<ServiceRunInput> } | undefined)?.processing;
   return typeof processing?.runId === 'string' ? processing.runId : undefined;
+}
+
+/** The BullMQ queue's `RunAbandonedError`: the replica let go of a run that goes on without it. */
+function isAbandoned(reason: unknown): boolean {
+  return reason instanceof Error && reason.name === 'RunAbandonedError';
 }
 
 function isAbort(reason: unknown): boolean {
