@@ -2,7 +2,7 @@ import { LIMITS as SERVER_LIMITS } from '../../app/src/server/schemas/common';
 import { SAMPLERS } from '../../app/src/generator/samplers';
 import { SCHEDULERS } from '../../app/src/generator/schedules';
 import { LIMITS, SAMPLER_NAMES, SCHEDULER_LABELS } from '../../app/web/src/bounds';
-import { formatEta, parseInfotext, percent } from '../../app/web/src/format';
+import { describeGenerators, formatEta, parseInfotext, percent } from '../../app/web/src/format';
 
 // The web page's pure helpers; the page itself is tested in Chromium (web-page.test.ts).
 
@@ -69,5 +69,16 @@ describe('parseInfotext()', () => {
 
   it('takes a single line as the prompt with no settings', () => {
     expect(parseInfotext('just a prompt')).toEqual({ prompt: 'just a prompt', negative_prompt: '', fields: {} });
+  });
+});
+
+describe('describeGenerators()', () => {
+  const backend = (url: string): { url: string; health: string } => ({ url, health: 'up' });
+  test('names what makes the images, from GET /v1/backends', () => {
+    expect(describeGenerators({ generator: 'demo', backends: [] })).toBe('demo image generator');
+    expect(describeGenerators({ generator: 'webui', backends: [backend('http://a:7860')] })).toBe('on 1 stable-diffusion-webui backend');
+    expect(describeGenerators({ generator: 'webui', backends: [backend('http://a:7860'), backend('http://b:7860')] })).toBe('on 2 stable-diffusion-webui backends');
+    expect(describeGenerators({ generator: 'workers', backends: [] })).toBe('on workers');
+    expect(describeGenerators({ generator: 'workers', backends: [backend('http://a:7860')] })).toBe('on workers, 1 stable-diffusion-webui backend');
   });
 });

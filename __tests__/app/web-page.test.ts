@@ -6,6 +6,7 @@ import { join } from 'node:path';
 
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 
+import { BackendPool } from '../../app/src/backends/pool';
 import { DemoImageRunner } from '../../app/src/generator/pipeline';
 import { EmbeddedRunQueue } from '../../app/src/server/queue/embedded';
 import { startServer, type RunningServer, type ServerOptions } from '../../app/src/server/server';
@@ -106,6 +107,28 @@ describeInChromium('the web page', () => {
       expect(await page.sampler.locator('option').count()).toBe(12);
       expect(await page.page.getByText('No runs yet').isVisible()).toBe(true);
       expect(await page.cards.count()).toBe(0);
+    });
+  });
+
+  it('the header says what makes the images: the demo generator, or the webui backends of the service\'s pool', async () => {
+    const demo = await serve();
+    await withPage('generator-demo', demo.url, async (page) => {
+      // Set once the page has read GET /v1/backends.
+      await page.page.locator('#generator[data-generator="demo"]').waitFor();
+      expect(await page.page.locator('#generator').textContent()).toBe('demo image generator');
+    });
+    // A pool of two backends (nothing listens on them: the header only lists the pool).
+    const outDir = await mkdtemp(join(tmpdir(), 'web-page-test-'));
+    const pool = new BackendPool(['http://127.0.0.1:9', 'http://127.0.0.1:11']);
+    const server = await startServer({ outDir, port: 0, graceSeconds: 0, webRoot: WEB_ROOT, backends: pool });
+    cleanups.push(async () => {
+      await server.close();
+      await rm(outDir, { recursive: true, force: true });
+    });
+    await withPage('generator-webui', server.url, async (page) => {
+      await page.page.locator('#generator[data-generator="webui"]').waitFor();
+      expect(await page.page.locator('#generator').textContent()).toBe('on 2 stable-diffusion-webui backends');
+      await shoot(page.page, 'generator-webui.jpg');
     });
   });
 

@@ -3,6 +3,7 @@
  * (`/v1/runs`, its SSE stream, cancel, image), with the API key, when the server asks for one,
  * sent as `Authorization: Bearer`.
  */
+import type { Generators } from './format.js';
 
 /** A run's status, as `GET /v1/runs/:id` reports it. */
 export type RunStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled' | 'interrupted';
@@ -128,6 +129,10 @@ export class ApiClient {
     const query = new URLSearchParams({ limit: String(limit) });
     if (before !== null) query.set('before', before);
     return this.#json<RunPage>('GET', `/v1/runs?${query.toString()}`);
+  }
+
+  generators(): Promise<Generators> {
+    return this.#json<Generators>('GET', '/v1/backends');
   }
 
   async cancelRun(id: string): Promise<void> {

@@ -46,3 +46,18 @@ export function formatTime(iso: string | null | undefined): string {
   const date = new Date(iso);
   return Number.isNaN(date.getTime()) ? '' : date.toLocaleTimeString();
 }
+
+/** `GET /v1/backends`, the part the page shows: what makes the images. */
+export interface Generators {
+  /** `demo`: the built-in generator; `webui`: the backends listed; `workers`: runs go to workers through Redis. */
+  readonly generator: 'demo' | 'webui' | 'workers';
+  readonly backends: readonly { readonly url: string; readonly health: string }[];
+}
+
+/** The header's label for what `GET /v1/backends` says makes the images. */
+export function describeGenerators({ generator, backends }: Generators): string {
+  const count = `${String(backends.length)} stable-diffusion-webui ${backends.length === 1 ? 'backend' : 'backends'}`;
+  if (generator === 'webui') return `on ${count}`;
+  if (generator === 'workers') return backends.length > 0 ? `on workers, ${count}` : 'on workers';
+  return 'demo image generator';
+}

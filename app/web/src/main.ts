@@ -6,6 +6,7 @@
 import { ApiClient, ApiError, type RunInput, type RunView } from './api.js';
 import { RunCard, type CardHost } from './card.js';
 import { byId } from './dom.js';
+import { describeGenerators } from './format.js';
 import { RunForm, type FormSettings } from './form.js';
 
 /** Runs fetched per page of `GET /v1/runs`. */
@@ -20,6 +21,7 @@ class App implements CardHost {
   readonly #connection = byId('connection', HTMLParagraphElement);
   readonly #keyDialog = byId('key-dialog', HTMLDialogElement);
   readonly #imageDialog = byId('image-dialog', HTMLDialogElement);
+  readonly #generator = byId('generator', HTMLSpanElement);
   readonly #cards = new Map<string, RunCard>();
   readonly #lostCards = new Set<RunCard>();
   #before: string | null = null;
@@ -36,6 +38,19 @@ class App implements CardHost {
       event.preventDefault();
     });
     void this.#loadRuns();
+    void this.#showGenerator();
+  }
+
+  /** The header says what makes the images: the demo generator, or webui servers. */
+  async #showGenerator(): Promise<void> {
+    try {
+      const generators = await this.api.generators();
+      this.#generator.textContent = describeGenerators(generators);
+      this.#generator.dataset.generator = generators.generator;
+    } catch (error) {
+      // Only the header's label: it keeps the page's default, and the console says why.
+      console.warn('Could not read /v1/backends:', error);
+    }
   }
 
   connectionChanged(card: RunCard, lost: boolean): void {
@@ -178,3 +193,4 @@ function describeError(error: unknown): string {
 }
 
 new App().start();
+
