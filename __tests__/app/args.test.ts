@@ -32,11 +32,12 @@ describe('parseCommand()', () => {
       retention,
       lockDurationMs: 10_000,
       stalledIntervalMs: 4_000,
+      maxStalled: 1,
       outDir: 'out',
       stepDelayMs: 0,
     });
     expect(
-      parseCommand(['worker', '--redis', 'unix:///tmp/r.sock', '--concurrency', '4', '--queue', 'gpu', '--retain', '2d', '--lock-duration', '5000', '--stalled-interval', '1000', '-o', 'pngs', '--step-delay', '40']),
+      parseCommand(['worker', '--redis', 'unix:///tmp/r.sock', '--concurrency', '4', '--queue', 'gpu', '--retain', '2d', '--lock-duration', '5000', '--stalled-interval', '1000', '--max-stalled', '3', '-o', 'pngs', '--step-delay', '40']),
     ).toEqual({
       kind: 'worker',
       redis: 'unix:///tmp/r.sock',
@@ -45,10 +46,14 @@ describe('parseCommand()', () => {
       retention: { maxAgeMs: 2 * 86_400_000, maxCount: 1000 },
       lockDurationMs: 5000,
       stalledIntervalMs: 1000,
+      maxStalled: 3,
       outDir: 'pngs',
       stepDelayMs: 40,
     });
     expect(() => parseCommand(['worker', '--redis', 'redis://x', '--lock-duration', '50'])).toThrow("--lock-duration must be milliseconds from 100 to 3600000, got '50'");
+    expect(parseCommand(['worker', '--redis', 'redis://x', '--max-stalled', '0'])).toMatchObject({ maxStalled: 0 });
+    expect(() => parseCommand(['worker', '--redis', 'redis://x', '--max-stalled', '101'])).toThrow("--max-stalled must be an integer from 0 to 100, got '101'");
+    expect(() => parseCommand(['worker', '--redis', 'redis://x', '--max-stalled', '1.5'])).toThrow("--max-stalled must be an integer from 0 to 100, got '1.5'");
     expect(() => parseCommand(['worker', '--redis', 'redis://x', '--step-delay', '60001'])).toThrow("--step-delay must be milliseconds from 0 to 60000, got '60001'");
     // On webui backends: one run per backend at a time.
     expect(parseCommand(['worker', '--redis', 'redis://x', '--backend', 'http://gpu-a:7860,http://gpu-b:7860'])).toMatchObject({ concurrency: 2, backends: ['http://gpu-a:7860', 'http://gpu-b:7860'] });

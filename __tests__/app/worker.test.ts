@@ -32,21 +32,67 @@ afterAll(async () => {
   await rm(work, { recursive: true, force: true });
 });
 
+/** Starts `processing-runner worker …args`; resolves once it takes jobs. */
+async function startWorkerProcess(args: readonly string[]): Promise<{ readonly child: ReturnType<typeof spawn>; readonly exited: Promise<number | null>; readonly lines: string[] }> {
+  const child = spawn(process.execPath, [CLI, 'worker', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const lines: string[] = [];
+  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+  await new Promise<void>((resolve, reject) => {
+    createInterface({ input: child.stderr }).on('line', (line) => {
+      lines.push(line);
+      if (line.includes('taking jobs')) resolve();
+    });
+    void exited.then(() => {
+      reject(new Error(`the worker exited: ${lines.join('\n')}`));
+    });
+  });
+  return { child, exited, lines };
+}
+
 describeRedis('processing-runner worker', () => {
+  test.each([
+    [0, 'fails: BullMQ gives up on it at once'],
+    [1, 'is taken over by the other worker and succeeds'],
+  ])('worker --max-stalled %i - a run whose worker is killed mid-run %s', async (maxStalled, _outcome) => {
+    const queueName = uniquePrefix();
+    const args = ['--redis', connection, '--queue', queueName, '--max-stalled', String(maxStalled), '--lock-duration', '1000', '--stalled-interval', '500', '--step-delay', '30', '--out', join(work, 'stalled')];
+    const first = await startWorkerProcess(args);
+    const second = await startWorkerProcess(args);
+    const remote = new RemoteRunner<GenerationInput, GeneratedImage>({ queueName, connection });
+    try {
+      const started = new Promise<void>((resolve) => {
+        remote.once('progress', () => {
+          resolve();
+        });
+      });
+      const run = remote.run(new ProcessingRequest({ prompt: 'a long night', steps: 60, width: 64, height: 64 }));
+      run.catch(() => undefined);
+      await started;
+      // Whichever worker took it: the one whose log says so.
+      const holder = [first, second].find(({ lines }) => lines.some((line) => line.includes('started')));
+      const other = holder === first ? second : first;
+      expect(holder).toBeDefined();
+      holder?.child.kill('SIGKILL');
+      await holder?.exited;
+      if (maxStalled === 0) {
+        await expect(run).rejects.toThrow('job stalled more than allowable limit');
+      } else {
+        await expect(run).resolves.toMatchObject({ width: 64, height: 64 });
+        expect(other.lines.join('\n')).toMatch(/run \d+ done/);
+      }
+    } finally {
+      await remote.close();
+      for (const { child, exited } of [first, second]) {
+        if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+        await exited;
+      }
+      await deleteKeys(admin, `bull:${queueName}`);
+    }
+  });
+
   test('worker - runs the demo generator for a RemoteRunner, with its progress, and closes gracefully on SIGTERM', async () => {
     const queueName = uniquePrefix();
-    const child = spawn(process.execPath, [CLI, 'worker', '--redis', connection, '--queue', queueName, '--concurrency', '2'], { stdio: ['ignore', 'ignore', 'pipe'] });
-    const lines: string[] = [];
-    const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
-    await new Promise<void>((resolve, reject) => {
-      createInterface({ input: child.stderr }).on('line', (line) => {
-        lines.push(line);
-        if (line.includes('taking jobs')) resolve();
-      });
-      void exited.then(() => {
-        reject(new Error(`the worker exited: ${lines.join('\n')}`));
-      });
-    });
+    const { child, exited, lines } = await startWorkerProcess(['--redis', connection, '--queue', queueName, '--concurrency', '2']);
     const remote = new RemoteRunner<GenerationInput, GeneratedImage>({ queueName, connection });
     const progress = attachProgress(remote);
     const steps: number[] = [];

@@ -28,6 +28,8 @@ export type Command =
       readonly retention: Retention;
       readonly lockDurationMs: number;
       readonly stalledIntervalMs: number;
+      /** How many times a run may lose its worker and still be taken over (BullMQ's `maxStalledCount`). */
+      readonly maxStalled: number;
       readonly outDir: string;
       /** Runs go to these stable-diffusion-webui servers instead of the demo generator (concurrency: one per backend). */
       readonly backends: readonly string[] | undefined;
@@ -135,6 +137,8 @@ Options for worker (runs the demo generator for a Redis-backed service, until SI
       --retain SPEC        as serve's; give both the same (the worker writes the runs' endings)
       --lock-duration MS   a killed worker's run is taken over after about this plus
       --stalled-interval MS  this (defaults ${String(DEFAULT_WORKER_TIMING.lockDurationMs)} and ${String(DEFAULT_WORKER_TIMING.stalledIntervalMs)}: under 15 s); see docs/scale-out.md
+      --max-stalled N      how many times a run may lose its worker and still be taken over,
+                           0 to 100 (default ${String(DEFAULT_WORKER_TIMING.maxStalled)}); once more and it fails
       --backend URL[,URL…] run on these stable-diffusion-webui servers instead of the demo
                            generator, one run per server at a time (not with --concurrency)
   -o, --out DIR            the worker's own copy of each PNG (default ${DEFAULTS.outDir})
@@ -249,6 +253,7 @@ const WORKER_OPTIONS = {
   retain: { type: 'string' },
   'lock-duration': { type: 'string' },
   'stalled-interval': { type: 'string' },
+  'max-stalled': { type: 'string' },
   'step-delay': { type: 'string' },
   out: { type: 'string', short: 'o' },
   backend: { type: 'string' },
@@ -257,6 +262,8 @@ const WORKER_OPTIONS = {
 
 /** `--concurrency` of the worker command. */
 const WORKER_CONCURRENCY = { min: 1, max: 64, multipleOf: 1 } as const;
+/** `--max-stalled` of the worker command. */
+const MAX_STALLED = { min: 0, max: 100, multipleOf: 1 } as const;
 
 function parseWorker(argv: readonly string[]): Command {
   const { values, positionals } = parseStrict(argv, WORKER_OPTIONS);
@@ -280,6 +287,7 @@ function parseWorker(argv: readonly string[]): Command {
     retention: parseRetain(values.retain),
     lockDurationMs: ms('--lock-duration', values['lock-duration'], DEFAULT_WORKER_TIMING.lockDurationMs),
     stalledIntervalMs: ms('--stalled-interval', values['stalled-interval'], DEFAULT_WORKER_TIMING.stalledIntervalMs),
+    maxStalled: values['max-stalled'] === undefined ? DEFAULT_WORKER_TIMING.maxStalled : parseInteger('--max-stalled', values['max-stalled'], MAX_STALLED),
     outDir: values.out === undefined || values.out === '' ? (values.out === '' ? badOut() : DEFAULTS.outDir) : values.out,
     backends,
     stepDelayMs: ms('--step-delay', values['step-delay'], 0, 0, 60_000),

@@ -18,7 +18,7 @@ export const DEFAULT_QUEUE = 'images';
  * blocks its event loop for longer than `lockDurationMs` loses its lock (its lock is renewed from
  * the event loop) and the run starts again elsewhere. The demo generator yields every step.
  */
-export const DEFAULT_WORKER_TIMING = { lockDurationMs: 10_000, stalledIntervalMs: 4_000 } as const;
+export const DEFAULT_WORKER_TIMING = { lockDurationMs: 10_000, stalledIntervalMs: 4_000, maxStalled: 1 } as const;
 
 /** What `processing-runner worker` was asked for. */
 export interface WorkerSettings {
@@ -28,6 +28,8 @@ export interface WorkerSettings {
   readonly retention?: Retention | undefined;
   readonly lockDurationMs?: number | undefined;
   readonly stalledIntervalMs?: number | undefined;
+  /** How many times a run may lose its worker and still be taken over (BullMQ's `maxStalledCount`). @default 1 */
+  readonly maxStalled?: number | undefined;
   /** The worker's own folder for the PNGs it makes (a relative `outDir` of a job lands here). */
   readonly outDir?: string | undefined;
   /** Run on these stable-diffusion-webui servers instead of the demo generator (`concurrency` should be their number). */
@@ -85,6 +87,7 @@ export async function runWorker(settings: WorkerSettings, host: WorkerHost): Pro
       concurrency: settings.concurrency,
       lockDuration: settings.lockDurationMs ?? DEFAULT_WORKER_TIMING.lockDurationMs,
       stalledInterval: settings.stalledIntervalMs ?? DEFAULT_WORKER_TIMING.stalledIntervalMs,
+      maxStalledCount: settings.maxStalled ?? DEFAULT_WORKER_TIMING.maxStalled,
       onError,
     });
   } catch (error) {
