@@ -1,7 +1,7 @@
 // The producer's StreamReader (src/remote/reader.ts) on its own, against a real Redis: what it
 // hands on and to whom, what barrier() promises, how it trims, and where each failure goes.
 import { openRedis, parseEntry, toRedisOptions, WAKE, entryFields, type WireEntry } from '../src/remote/wire.js';
-import { StreamReader, type StreamFollower } from '../src/remote/reader.js';
+import { StreamReader, type JobFollower, type StreamFollower } from '../src/remote/reader.js';
 import { admin, bench, connection, setUpBench } from './support/bullmq-bench.js';
 import { describeRedis } from './support/redis.js';
 import { sleep, until } from './support/wait.js';
@@ -21,13 +21,14 @@ function follower(): StreamFollower & { readonly pushes: WireEntry[][]; events()
 }
 
 /** A reader of a stream under this test's prefix, on connections named like the producer's. */
-function reader(): StreamReader & { readonly errors: Error[] } {
+function reader(queueEvents?: string): StreamReader & { readonly errors: Error[] } {
   const options = toRedisOptions(connection);
   const errors: Error[] = [];
   const key = `${bench.prefix}:q:runner:inbox:test`;
-  const made = new StreamReader(openRedis(options, `${bench.prefix}:q:runner:reader`), openRedis(options, `${bench.prefix}:q:runner:producer`), key, (error) => {
+  const onError = (error: Error): void => {
     errors.push(error);
-  });
+  };
+  const made = new StreamReader(openRedis(options, `${bench.prefix}:q:runner:reader`), openRedis(options, `${bench.prefix}:q:runner:producer`), key, onError, queueEvents);
   bench.defer(async () => {
     await made.close();
     await made.commands.quit();
@@ -36,6 +37,24 @@ function reader(): StreamReader & { readonly errors: Error[] } {
 }
 
 const write = (key: string, event: string, run: number, data?: string): Promise<string | null> => admin.xadd(key, '*', ...entryFields(event, run, 1, data));
+
+/** The queue's event stream, as BullMQ names it for queue `q` under this test's prefix. */
+const queueEvents = (): string => `${bench.prefix}:q:events`;
+
+/** An entry of the queue's event stream, as BullMQ writes it. */
+const queueEvent = (event: string, jobId: string): Promise<string | null> => admin.xadd(queueEvents(), '*', 'event', event, 'jobId', jobId, 'prev', 'active');
+
+/** A job follower that counts what it is told. */
+function jobFollower(log?: string[]): JobFollower & { ends: number } {
+  const follower = {
+    ends: 0,
+    ended: () => {
+      follower.ends++;
+      log?.push('ended');
+    },
+  };
+  return follower;
+}
 
 describeRedis('StreamReader', () => {
   test('hands each entry to its run\'s follower, in order, one push per run per read; entries of other runs are dropped', async () => {
@@ -157,5 +176,70 @@ describeRedis('StreamReader', () => {
     // 255 entries and a wake entry: 256 read, trimmed up to the last one read.
     await until(async () => (await admin.xlen(stream.key)) <= 1, 'the stream to be trimmed', 2000);
     expect(one.pushes.flat()).toHaveLength(255);
+  });
+
+  test('the queue\'s events: a followed job\'s run is told when BullMQ writes that it completed, failed or was removed, once per such event; other events and jobs are not told', async () => {
+    const stream = reader(queueEvents());
+    stream.add(1, follower());
+    await stream.ready();
+    const [seven, eight, nine] = [jobFollower(), jobFollower(), jobFollower()];
+    stream.followJob('7', seven);
+    stream.followJob('8', eight);
+    stream.followJob('9', nine);
+    await queueEvent('active', '7');
+    await queueEvent('progress', '7');
+    await queueEvent('completed', '7');
+    await queueEvent('failed', '8');
+    await queueEvent('removed', '9');
+    await queueEvent('completed', '10');
+    await until(() => seven.ends + eight.ends + nine.ends === 3, 'the three ends to be told', 2000);
+    await sleep(50);
+    expect([seven.ends, eight.ends, nine.ends]).toEqual([1, 1, 1]);
+    stream.unfollowJob('7', seven);
+    stream.unfollowJob('8', jobFollower());
+    await queueEvent('completed', '7');
+    await queueEvent('completed', '8');
+    await until(() => eight.ends === 2, 'job 8\'s second end to be told', 2000);
+    expect(seven.ends).toBe(1);
+    expect(stream.errors).toEqual([]);
+  });
+
+  test('the queue\'s events: an end read before followJob() (a job that ended before its add() answered) is told when the job is followed; one written before ready() never is', async () => {
+    await queueEvent('completed', '3');
+    const stream = reader(queueEvents());
+    stream.add(1, follower());
+    await stream.ready();
+    await queueEvent('completed', '4');
+    // Read (a wake entry written after it comes back through the same read) while no run follows job 4.
+    await stream.barrier();
+    await sleep(20);
+    const [three, four] = [jobFollower(), jobFollower()];
+    stream.followJob('3', three);
+    stream.followJob('4', four);
+    expect(four.ends).toBe(1);
+    await sleep(50);
+    expect(three.ends).toBe(0);
+  });
+
+  test('the queue\'s events: the inbox part of a read is handed on before the ends read with it', async () => {
+    const stream = reader(queueEvents());
+    const log: string[] = [];
+    stream.add(1, { push: (entries) => log.push(...entries.map((entry) => entry.event)) });
+    await stream.ready();
+    stream.followJob('5', jobFollower(log));
+    // Written together, so that one read takes both: the job's end first, the run's events after.
+    await admin
+      .multi()
+      .xadd(queueEvents(), '*', 'event', 'completed', 'jobId', '5')
+      .xadd(stream.key, '*', ...entryFields('execute', 1, 1, '"x"'))
+      .exec();
+    await until(() => log.length === 2, 'both to be read', 2000);
+    expect(log).toEqual(['execute', 'ended']);
+  });
+
+  test('without a queue event stream, ready() resolves at once and reads nothing', async () => {
+    const stream = reader();
+    await stream.ready();
+    expect(await admin.exists(stream.key)).toBe(0);
   });
 });

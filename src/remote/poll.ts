@@ -26,8 +26,9 @@ end
 return out`;
 
 /**
- * Watches the jobs of a producer's runs in flight, for one that settled without a word from a
- * worker (one that died more often than BullMQ allows, a job removed or failed by hand): every
+ * Watches the jobs of a producer's runs in flight, for one that ended without the producer
+ * reading BullMQ's word of it (its event stream is capped, and an entry the reader had not read
+ * yet may be trimmed away, or the stream deleted by hand): every
  * `pollMs`, one script call per 1,000 runs reports which jobs have finished or are gone, and only
  * those runs read their job. One timer for all the runs, running only while there are some,
  * instead of one timer and one read of the job per run.

@@ -13,7 +13,7 @@ import { encodeWith, type Codec } from './codec.js';
 import { queueSettings, type RunQueueOptions } from './options.js';
 import { JobExistsError, RemoteRunError, RunAbandonedError } from './errors.js';
 import { JobPoll, type PolledRun } from './poll.js';
-import { StreamReader } from './reader.js';
+import { StreamReader, type JobFollower } from './reader.js';
 import type { RunJobData, TraceContextCarrier } from './trace.js';
 import {
   asError,
@@ -81,8 +81,9 @@ export interface RemoteRunnerOptions<P = unknown> extends RunQueueOptions {
   readonly jobId?: ((request: ProcessingRequestLike<P>) => string | undefined) | undefined;
   /**
    * How often (ms) the runner looks at the jobs of its runs in flight (one script call per
-   * 1,000 runs), to notice a job that settled without a word from a worker (one that died more
-   * often than BullMQ allows, a job removed by hand); only a job found finished or gone is read.
+   * 1,000 runs), to notice a job that ended without the runner reading BullMQ's word of it (the
+   * queue's event stream is capped, so a runner far behind can miss one); only a job found
+   * finished or gone is read.
    *
    * @default 1000
    */
@@ -115,7 +116,7 @@ interface Shared {
   /** The channel cancellations go out on. */
   readonly channel: string;
   readonly codec: Codec;
-  /** Watches the jobs of the runs in flight for one that settled without a `settled` entry. */
+  /** Watches the jobs of the runs in flight for one that ended without its end being read. */
   readonly poll: JobPoll;
   readonly onError: (error: Error) => void;
   readonly pending: Set<Promise<unknown>>;
@@ -125,7 +126,7 @@ interface Shared {
  * One run of a `RemoteRunner`: its job, the entries of its events read from the producer's
  * stream and not yet consumed, and what the phases of the producer's run wait on.
  */
-class RemoteRun implements PolledRun {
+class RemoteRun implements PolledRun, JobFollower {
   runId: number | undefined;
   jobId: string | undefined;
   /** The key of the job's hash in Redis, once the job is added. */
@@ -165,19 +166,22 @@ class RemoteRun implements PolledRun {
   }
 
   /**
-   * Follows the run's entries on the producer's stream (before the job exists, so none is
-   * missed), then adds the job.
+   * Follows the run's entries on the producer's stream and the queue's events (before the job
+   * exists, so none is missed), then adds the job.
    *
    * @throws JobExistsError when the queue already had a job with the run's custom id.
    */
   async enqueue(jobName: string, jobOptions: JobsOptions): Promise<void> {
-    this.shared.reader.add(this.data.events.run, this);
+    const { reader, queue } = this.shared;
+    reader.add(this.data.events.run, this);
+    await reader.ready();
     const { customId } = this;
-    const job = await this.shared.queue.add(jobName, this.data, customId === undefined ? jobOptions : { ...jobOptions, jobId: customId });
+    const job = await queue.add(jobName, this.data, customId === undefined ? jobOptions : { ...jobOptions, jobId: customId });
     if (customId !== undefined) await this.#assertAdded(customId);
     this.#job = job;
     this.jobId = String(job.id);
-    this.jobKey = this.shared.queue.toKey(this.jobId);
+    this.jobKey = queue.toKey(this.jobId);
+    reader.followJob(this.jobId, this);
     // Let go of while its job was being added: nothing to follow.
     if (this.#abandoned !== undefined) throw new RunAbandonedError(this.jobId);
     this.shared.poll.add(this);
@@ -197,6 +201,11 @@ class RemoteRun implements PolledRun {
     if (events?.stream !== this.data.events.stream || events.run !== this.data.events.run) throw new JobExistsError(jobId);
   }
 
+  /** BullMQ wrote that the job ended: every event written before that has been taken in. */
+  ended(): void {
+    void this.check(true);
+  }
+
   /** Takes in the run's entries, in order; drops a dead attempt's. */
   push(entries: readonly WireEntry[]): void {
     for (const entry of entries) {
@@ -204,13 +213,15 @@ class RemoteRun implements PolledRun {
       if (entry.attempt < this.#latestAttempt) continue;
       this.#latestAttempt = entry.attempt;
       for (const event of unbatch(entry)) this.#give(event);
+      // Written by workers of 0.0.12 and earlier, after BullMQ had moved the job on.
       if (entry.event === 'settled') void this.check(true);
     }
   }
 
   /**
    * Reads the job; once it has finished, gives the outcome. `settled` says the check was asked
-   * for by the worker's `settled` entry, which comes after every event of the attempt. Checks
+   * for by BullMQ's word that the job ended (read after every event the worker wrote before
+   * it), or by an older worker's `settled` entry, which comes after every event of the attempt. Checks
    * run one at a time, in the order asked: one asked for while another reads the job (which may
    * read it just before it finishes) runs after it. Once the outcome is given, the rest return
    * at once.
@@ -229,8 +240,8 @@ class RemoteRun implements PolledRun {
       // to remove on completion or failure, which leaves nothing to read.
       const job = await readFinished(redis, this.jobKey);
       if (job === 'running') return;
-      // Found without the worker's `settled` entry (a worker that died, a job failed by BullMQ
-      // itself): first take in every event already written, so the outcome comes after them.
+      // Found by the poll, without BullMQ's word being read (capped away from its event stream):
+      // first take in every event already written, so the outcome comes after them.
       if (!viaSettled) await reader.barrier();
       if (this.#isDone()) return;
       this.#done = true;
@@ -284,11 +295,13 @@ class RemoteRun implements PolledRun {
     return this.#until((item) => (isOutcome(item) ? { value: this.#result(item) } : undefined));
   }
 
-  /** Stops following the run's entries and polling the job. */
+  /** Stops following the run's entries and its job, and polling the job. */
   dispose(): void {
-    this.shared.poll.delete(this);
-    // A no-op for a run never followed: the reader only deletes its own registration of this run.
-    this.shared.reader.delete(this.data.events.run, this);
+    const { poll, reader } = this.shared;
+    poll.delete(this);
+    // No-ops for a run never followed: the reader only deletes its own registrations of this run.
+    reader.delete(this.data.events.run, this);
+    if (this.jobId !== undefined) reader.unfollowJob(this.jobId, this);
   }
 
   decode(entry: WireEntry): unknown {
@@ -512,7 +525,7 @@ export class RemoteRunner<P = unknown, R = unknown> extends ProcessingRunner<P, 
     queue.on('error', onError);
     const redis = openRedis(redisOptions, keys.clientName('producer'));
     redis.on('error', onError);
-    const reader = new StreamReader(openRedis(redisOptions, keys.clientName('reader')), redis, this.#inbox, onError);
+    const reader = new StreamReader(openRedis(redisOptions, keys.clientName('reader')), redis, this.#inbox, onError, queue.keys.events);
     this.#shared = { queue, redis, reader, channel: keys.channel, codec, poll: new JobPoll(redis, pollMs, onError), onError, pending: new Set() };
     this.#traceContext = traceContext;
     this.#jobName = jobName;

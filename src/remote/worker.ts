@@ -57,7 +57,7 @@ export interface StartWorkerOptions extends RunQueueOptions {
    */
   readonly maxStalledCount?: number | undefined;
   /**
-   * How long (ms) a producer's event stream is kept after the last of its jobs settled, for a
+   * How long (ms) a producer's event stream is kept after a worker last wrote to it, for a
    * producer that reads late; a producer that stops for good without `close()` leaves its
    * stream to expire.
    *
@@ -92,6 +92,18 @@ export interface RunnerWorker extends AsyncDisposable {
 /** One event as written: its name and its encoded data. */
 type WrittenEvent = [event: string, data: string | undefined];
 
+/**
+ * Appends one entry to a producer's stream and gives the stream its expiry, in one call: every
+ * write keeps the stream `ARGV[1]` ms, also one made anew after its producer deleted it.
+ */
+const APPEND_SCRIPT = `redis.call('XADD', KEYS[1], '*', unpack(ARGV, 2))
+redis.call('PEXPIRE', KEYS[1], ARGV[1])`;
+
+/** The worker's connection, with {@link APPEND_SCRIPT} defined on it. */
+interface AppendingRedis extends Redis {
+  appendRunEntry(key: string, ttlMs: number, ...fields: string[]): Promise<null>;
+}
+
 /** The events of one attempt, written in order on the producer's stream. */
 class AttemptStream {
   #last: Promise<unknown> = Promise.resolve();
@@ -99,8 +111,9 @@ class AttemptStream {
   #batch: [WrittenEvent, ...WrittenEvent[]] | undefined;
 
   constructor(
-    readonly redis: Redis,
+    readonly redis: AppendingRedis,
     readonly key: string,
+    readonly ttlMs: number,
     readonly run: number,
     readonly attempt: number,
     readonly onError: (error: Error) => void,
@@ -133,7 +146,7 @@ class AttemptStream {
     this.#batch = undefined;
     const [[event, data]] = batch;
     const fields = batch.length === 1 ? entryFields(event, this.run, this.attempt, data) : entryFields(BATCH, this.run, this.attempt, JSON.stringify(batch));
-    this.#last = this.redis.xadd(this.key, '*', ...fields).catch((error: unknown) => {
+    this.#last = this.redis.appendRunEntry(this.key, this.ttlMs, ...fields).catch((error: unknown) => {
       this.onError(asError(error));
     });
   }
@@ -178,7 +191,8 @@ class AttemptStream {
 export async function startWorker<P, R>(runner: ProcessingRunner<P, R>, options: StartWorkerOptions): Promise<RunnerWorker> {
   const settings = workerSettings(runner, options);
   const { queueName, prefix, keys, codec, traceContext, onError, eventsTtlMs } = settings;
-  const redis = openRedis(settings.redis, keys.clientName('worker'));
+  const redis = openRedis(settings.redis, keys.clientName('worker')) as AppendingRedis;
+  redis.defineCommand('appendRunEntry', { numberOfKeys: 1, lua: APPEND_SCRIPT });
   const subscriber = openRedis(settings.redis, keys.clientName('cancel'));
   for (const connection of [redis, subscriber]) connection.on('error', onError);
 
@@ -216,9 +230,9 @@ export async function startWorker<P, R>(runner: ProcessingRunner<P, R>, options:
     execute: (state: ProcessingState<P>, result: R) => {
       streams.get(state.runId)?.write('execute', encode(result, 'the execute result'));
     },
-    finalize: (state: ProcessingState<P>, result: R) => {
-      const stream = ended(state.runId);
-      stream?.write('finalize', encode(result, 'the finalize result'));
+    // Without the result: the producer reads it from the job, where the processor's return puts it.
+    finalize: (state: ProcessingState<P>) => {
+      ended(state.runId)?.write('finalize');
     },
     error: (error: unknown, failure: RunFailure<P>) => {
       ended(failure.runId)?.write('error', JSON.stringify(toWireError(error, failure.phase)));
@@ -235,7 +249,7 @@ export async function startWorker<P, R>(runner: ProcessingRunner<P, R>, options:
     if (!isEventsTarget(events)) {
       throw new UnrecoverableError(`Expected a job added by a RemoteRunner, with \`data.events\` like { stream, run }, got ${describeValue(events)}`);
     }
-    const stream = new AttemptStream(redis, events.stream, events.run, Math.max(job.attemptsStarted, job.attemptsMade + 1), onError);
+    const stream = new AttemptStream(redis, events.stream, eventsTtlMs, events.run, Math.max(job.attemptsStarted, job.attemptsMade + 1), onError);
     const controller = new AbortController();
     const forward = (): void => {
       controller.abort(bullSignal?.reason);
@@ -290,21 +304,6 @@ export async function startWorker<P, R>(runner: ProcessingRunner<P, R>, options:
     ...definedOnly({ lockDuration: settings.lockDuration, stalledInterval: settings.stalledInterval, maxStalledCount: settings.maxStalledCount }),
   });
   worker.on('error', onError);
-  // After each attempt BullMQ has moved the job on: tell the producer to read the job's state.
-  const report = (error: unknown): void => {
-    onError(asError(error));
-  };
-  const settled = (job: Job<RunJobData, string> | undefined): void => {
-    const events = job?.data.events;
-    if (job === undefined || !isEventsTarget(events)) return;
-    redis.xadd(events.stream, '*', ...entryFields('settled', events.run, Math.max(job.attemptsStarted, job.attemptsMade), undefined)).catch(report);
-    // Every time, not once in a while: the producer deletes its stream in close(), and a worker
-    // that wrote to it after that (a run cancelled there, finishing here) made it anew, without
-    // an expiry. Two commands sent together, not a MULTI (ioredis builds a pipeline object for it).
-    redis.pexpire(events.stream, eventsTtlMs).catch(report);
-  };
-  worker.on('completed', settled);
-  worker.on('failed', settled);
 
   subscriber.on('message', (_channel: string, message: string) => {
     try {
