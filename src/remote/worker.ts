@@ -196,8 +196,6 @@ export async function startWorker<P, R>(runner: ProcessingRunner<P, R>, options:
   const subscriber = openRedis(settings.redis, keys.clientName('cancel'));
   for (const connection of [redis, subscriber]) connection.on('error', onError);
 
-  /** The controllers of the jobs this worker runs now, by job id. */
-  const active = new Map<string, AbortController>();
   /** Cancellations of jobs this worker was not running when they came, by job id (see below). */
   const unclaimed = new Map<string, { readonly reason: WireError; readonly at: number }>();
   /** The stream of each request this worker started, until its run starts. */
@@ -250,24 +248,22 @@ export async function startWorker<P, R>(runner: ProcessingRunner<P, R>, options:
       throw new UnrecoverableError(`Expected a job added by a RemoteRunner, with \`data.events\` like { stream, run }, got ${describeValue(events)}`);
     }
     const stream = new AttemptStream(redis, events.stream, eventsTtlMs, events.run, Math.max(job.attemptsStarted, job.attemptsMade + 1), onError);
-    const controller = new AbortController();
-    const forward = (): void => {
-      controller.abort(bullSignal?.reason);
-    };
-    bullSignal?.addEventListener('abort', forward, { once: true });
-    active.set(jobId, controller);
+    // The run's signal is BullMQ's own for the job, which a cancellation message aborts through
+    // `worker.cancelJob()` (BullMQ 6 hands one to every processor that declares three
+    // parameters; one that never aborts stands in if it did not).
+    const signal = bullSignal ?? NEVER_ABORTED;
     // Cancelled before this worker took the job (the mark in its data), or while it was taking
-    // it (a message that came before the job was registered above).
+    // it (a message that came before BullMQ registered the job).
     const early = unclaimed.get(jobId)?.reason ?? cancelled;
     unclaimed.delete(jobId);
-    if (early !== undefined) controller.abort(toAbortReason(early));
+    if (early !== undefined) cancelRunning(jobId, early);
     let request: ProcessingRequestLike<P> | undefined;
     try {
-      controller.signal.throwIfAborted();
+      signal.throwIfAborted();
       request = new ProcessingRequest(codec.decode(job.data.processing) as P);
       starting.set(request, stream);
       const current = request;
-      const run = (): Promise<R> => runner.run(current, { signal: controller.signal });
+      const run = (): Promise<R> => runner.run(current, { signal });
       const headers = job.data.trace;
       const result = await (traceContext !== undefined && headers !== undefined ? traceContext.extract(headers, run) : run());
       try {
@@ -278,9 +274,9 @@ export async function startWorker<P, R>(runner: ProcessingRunner<P, R>, options:
       }
     } catch (error) {
       if (error instanceof UnrecoverableError) throw error;
-      if (controller.signal.aborted) {
+      if (signal.aborted) {
         // Never retried: the producer asked for it to stop.
-        const reason = toWireError(controller.signal.reason);
+        const reason = toWireError(signal.reason);
         // A run that never started has no `cancelled` event of its own: say so for it, so the
         // producer's run ends `cancelled` too, not failed.
         if (request === undefined) stream.write('cancelled', JSON.stringify(reason));
@@ -289,8 +285,6 @@ export async function startWorker<P, R>(runner: ProcessingRunner<P, R>, options:
       throw asError(error);
     } finally {
       if (request !== undefined) starting.delete(request);
-      active.delete(jobId);
-      bullSignal?.removeEventListener('abort', forward);
       // The job moves on only once its events are in Redis, so its outcome never overtakes them.
       await stream.flushed();
     }
@@ -304,18 +298,21 @@ export async function startWorker<P, R>(runner: ProcessingRunner<P, R>, options:
     ...definedOnly({ lockDuration: settings.lockDuration, stalledInterval: settings.stalledInterval, maxStalledCount: settings.maxStalledCount }),
   });
   worker.on('error', onError);
+  /**
+   * Aborts the signal of job `jobId` if this worker runs it now; says whether it did. BullMQ
+   * passes the reason on to `AbortController.abort()` as it is; its type says a string, but the
+   * run's `cancelled` listeners get the reason the producer gave (an `AbortError` or a
+   * `TimeoutError`), as with a local runner.
+   */
+  const cancelRunning = (jobId: string, reason: WireError): boolean => worker.cancelJob(jobId, toAbortReason(reason) as unknown as string);
 
   subscriber.on('message', (_channel: string, message: string) => {
     try {
       const { jobId, reason } = JSON.parse(message) as { jobId: unknown; reason: WireError };
-      const controller = active.get(String(jobId));
-      if (controller !== undefined) {
-        controller.abort(toAbortReason(reason));
-        return;
-      }
+      if (cancelRunning(String(jobId), reason)) return;
       // Not running here: most likely another worker's job, but it may be one this worker has
-      // just taken (BullMQ handed it over, the processor has not registered it yet). Kept for a
-      // while, for the processor to find.
+      // just taken (BullMQ handed it over, it has not registered it yet). Kept for a while, for
+      // the processor to find.
       const now = Date.now();
       unclaimed.set(String(jobId), { reason, at: now });
       for (const [id, { at }] of unclaimed) {
@@ -347,6 +344,9 @@ export async function startWorker<P, R>(runner: ProcessingRunner<P, R>, options:
     })());
   return { worker, close, [Symbol.asyncDispose]: close };
 }
+
+/** The signal of a run whose job came without BullMQ's. */
+const NEVER_ABORTED = new AbortController().signal;
 
 /** How long a cancellation of a job not running here is kept, in case the job is being taken (ms). */
 const UNCLAIMED_TTL_MS = 60_000;
