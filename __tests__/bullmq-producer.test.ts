@@ -300,6 +300,30 @@ describeRedis('RemoteRunner against a worker played by hand', () => {
 });
 
 describeRedis('RemoteRunner: its own settings and entry points', () => {
+  test('runs one after another look up where the queue\'s event stream stands once, not once each; every one ends by BullMQ\'s event', async () => {
+    const eventsKey = `${bench.prefix}:q:events`;
+    // Before the runner connects: a MONITOR started while another client sets up can trip ioredis.
+    const monitor = await admin.monitor();
+    bench.defer(async () => {
+      monitor.disconnect();
+      await Promise.resolve();
+    });
+    const remote = bench.remote<number, string>({ pollMs: 600_000 });
+    const lookups: string[] = [];
+    monitor.on('monitor', (_time: string, args: string[], source: string) => {
+      if (source !== 'lua' && args[0]?.toLowerCase() === 'xrevrange' && args[1] === eventsKey) lookups.push(eventsKey);
+    });
+    for (let n = 1; n <= 3; n++) {
+      const running = handled(remote.run(new ProcessingRequest(n)));
+      const worker = await takeJob();
+      await worker.write('prepare', 1, String(n));
+      await worker.write('execute', 1, JSON.stringify(String(n)));
+      await worker.complete(JSON.stringify(String(n)));
+      await expect(running).resolves.toBe(String(n));
+    }
+    expect(lookups).toEqual([eventsKey]);
+  });
+
   test('a settled run lets go of its job: no more polls of it, and its run id is no longer one of this runner\'s', async () => {
     const remote = bench.remote<number, string>({ pollMs: 20 });
     let runId = -1;
