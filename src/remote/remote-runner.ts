@@ -158,8 +158,8 @@ class RemoteRun implements PolledRun, JobFollower {
   /**
    * Cancels the run, once: its signal aborts with `reason`, the phase waiting rejects with it,
    * and the job is cancelled (marked, and the workers told). Called, rather than listened for on
-   * the signal, by everything that aborts it: an `EventTarget` listener per run costs more than
-   * the rest of a run's bookkeeping.
+   * the signal, by everything that aborts it (the caller's signal, `cancelJob()`, a cancel on
+   * the worker's side), which saves an `EventTarget` listener per run.
    */
   abort(reason: unknown): void {
     const { signal } = this.controller;
@@ -561,8 +561,7 @@ export class RemoteRunner<P = unknown, R = unknown> extends ProcessingRunner<P, 
     const controller = new AbortController();
     let run: RemoteRun | undefined;
     const forward = (): void => {
-      if (run === undefined) controller.abort(outer?.reason);
-      else run.abort(outer?.reason);
+      run?.abort(outer?.reason);
     };
     try {
       if (this.#closing !== undefined) throw new Error('Expected an open RemoteRunner, got one whose close() was called');
@@ -574,9 +573,9 @@ export class RemoteRunner<P = unknown, R = unknown> extends ProcessingRunner<P, 
       const events = { stream: this.#inbox, run: ++this.#lastRun };
       const data: RunJobData = trace === undefined ? { processing, events } : { processing, events, trace };
       if (outer?.aborted === true) controller.abort(outer.reason);
-      outer?.addEventListener('abort', forward, { once: true });
       const current = new RemoteRun(this.#shared, data, controller, customId);
       run = current;
+      outer?.addEventListener('abort', forward, { once: true });
       const previous = this.#starting;
       this.#starting = current;
       let settled: Promise<R>;

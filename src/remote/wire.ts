@@ -38,9 +38,10 @@ export function runKeys(prefix: string, queueName: string): RunKeys {
 }
 
 /**
- * What a stream entry carries: the event (a runner event name, or `settled` when BullMQ has
- * moved the job on after an attempt), the run it belongs to (its number at the producer), the
- * attempt, when the worker wrote it (ms since the epoch) and the event's data.
+ * What a stream entry carries: the event (a runner event name, `batch`, `wake`, or `settled`,
+ * which workers of 0.0.12 wrote once BullMQ had moved the job on), the run it belongs to (its
+ * number at the producer), the attempt, when the worker wrote it (ms since the epoch) and the
+ * event's data.
  *
  * @internal
  */
